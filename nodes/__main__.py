@@ -1,0 +1,112 @@
+"""``python -m nodes <role> [--flag value ...]``: start one node. Flags override environment variables.
+
+Also: ``python -m nodes healthcheck`` (exit 0/1, for container healthchecks) and
+``python -m nodes table URL...`` (the status table of running nodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+import urllib.request
+
+import zmq
+
+from nodes import config
+from nodes.lifecycle import install_signal_handlers
+from nodes.log import setup
+
+EXIT_CONFIG = 2
+
+ROLE_HELP = {
+    "client": "REQ client: sends REQUESTS requests through the broker, retrying on timeout (Lazy Pirate)",
+    "broker": "ROUTER frontend + DEALER backend (or ROUTER backend in lru mode): load balancing",
+    "worker": "REP worker (DEALER in lru mode): replies with its identity and the request id",
+    "ventilator": "PUSH: announces a batch to the sink, then fans TASKS tasks out to pipeworkers",
+    "pipeworker": "PULL tasks from the ventilator, PUSH results to the sink",
+    "sink": "PULL: fan-in ledger per batch (received, missing, duplicates, per-worker counts)",
+    "publisher": "Redis PUBLISH of MESSAGES messages over TOPICS with per-topic sequence numbers",
+    "subscriber": "Redis SUBSCRIBE to TOPICS; counts per topic and detects gaps and reordering",
+    "zpub": "ZeroMQ XPUB: publishes [topic, payload] once MIN_SUBSCRIBERS have subscribed",
+    "zsub": "ZeroMQ SUB: subscribes per topic (empty TOPICS = all) and checks sequence order",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nodes",
+        description="Run one node of the messaging-patterns cluster. "
+        "Every option can also be set by the environment variable shown in its help.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="ROLE")
+    for role in config.ROLES:
+        p = sub.add_parser(role, help=ROLE_HELP[role], description=ROLE_HELP[role])
+        for f in config.fields_of(role):
+            default = f.default if not isinstance(f.default, tuple) else ",".join(f.default)
+            p.add_argument(
+                config.flag_of(f),
+                dest=f.name,
+                default=None,
+                metavar=f.metadata["env"],
+                help=f"{f.metadata['help']} [env {f.metadata['env']}, default {default!r}]",
+            )
+    hc = sub.add_parser("healthcheck", help="exit 0 if the node on STATUS_PORT answers /healthz with 200")
+    hc.add_argument("--url", default=None, help="default http://127.0.0.1:$STATUS_PORT/healthz")
+    tb = sub.add_parser("table", help="print the status table of the nodes at the given /status URLs")
+    tb.add_argument("urls", nargs="+", metavar="[LABEL=]URL")
+    tb.add_argument("--json", action="store_true", help="print the collected documents as JSON")
+    return parser
+
+
+def healthcheck(url: str | None) -> int:
+    if url is None:
+        try:
+            port = config.port(__import__("os").environ.get("STATUS_PORT", "8000"))
+        except ValueError as exc:
+            print(f"healthcheck: STATUS_PORT {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError as exc:
+        print(f"healthcheck: {url}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_role(role: str, overrides: dict[str, str]) -> int:
+    try:
+        settings = config.load(role, overrides=overrides)
+    except config.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup(settings.name, role, settings.log_level)
+    module = importlib.import_module(f"nodes.{role}")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    ctx = zmq.Context()
+    try:
+        return module.NODE(settings, ctx=ctx, stop=stop).run()
+    except zmq.ZMQError as exc:  # e.g. address in use, bad ipc path
+        print(f"error: {role}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args.url)
+    if args.command == "table":
+        from nodes.table import main as table_main
+
+        return table_main(args.urls, as_json=args.json)
+    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    return run_role(args.command, overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

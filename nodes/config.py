@@ -1,0 +1,295 @@
+"""Environment (and command-line flags) -> one frozen settings dataclass per role.
+
+Each field declares its environment variable, its parser and its help text once; the
+command line (``python -m nodes <role> --help``) is generated from the same declarations,
+so a flag and its variable can never disagree. A bad value raises :class:`ConfigError`
+whose message names the variable; ``__main__`` prints that one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = (
+    "client",
+    "broker",
+    "worker",
+    "ventilator",
+    "pipeworker",
+    "sink",
+    "publisher",
+    "subscriber",
+    "zpub",
+    "zsub",
+)
+DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
+
+
+class ConfigError(ValueError):
+    """A setting with a bad or missing value; the message names the variable."""
+
+
+# --- parsers: raw string -> value, raising ValueError with a short reason -------------------
+
+_PORT = r"(?:[1-9][0-9]{0,4})"
+_CONNECT_RE = re.compile(rf"^(?:tcp://(?:[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\]):{_PORT}|ipc://.+|inproc://.+)$")
+_BIND_RE = re.compile(rf"^(?:tcp://(?:\*|[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\]):(?:{_PORT}|\*)|ipc://.+|inproc://.+)$")
+
+
+def _port_ok(value: str) -> bool:
+    m = re.search(r":(\d+)$", value)
+    return m is None or not value.startswith("tcp://") or 0 < int(m.group(1)) < 65536
+
+
+def connect_endpoint(value: str) -> str:
+    if not _CONNECT_RE.match(value) or not _port_ok(value):
+        raise ValueError("is not an endpoint to connect to (tcp://HOST:PORT, ipc://PATH or inproc://NAME)")
+    return value
+
+
+def bind_endpoint(value: str) -> str:
+    if not _BIND_RE.match(value) or not _port_ok(value):
+        raise ValueError("is not an endpoint to bind (tcp://*:PORT, tcp://HOST:PORT, ipc://PATH or inproc://NAME)")
+    return value
+
+
+def _number(kind: type, low: float | None, what: str) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            n = kind(value)
+        except ValueError:
+            raise ValueError(f"is not {what}") from None
+        if low is not None and n < low:
+            raise ValueError(f"must be at least {low}")
+        return n
+
+    return parse
+
+
+whole = _number(int, 0, "a whole number")
+positive = _number(int, 1, "a whole number")
+seconds = _number(float, 0.0, "a number of seconds")
+rate = _number(float, 0.0, "a rate (messages per second, 0 = unlimited)")
+
+
+def port(value: str) -> int:
+    n = whole(value)
+    if n > 65535:
+        raise ValueError("is not a TCP port (0-65535)")
+    return n
+
+
+def boolean(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("is not a boolean (1/0, true/false, yes/no)")
+
+
+def topics(value: str) -> tuple[str, ...]:
+    """Comma-separated topic names; an empty string means every topic."""
+    items = tuple(t.strip() for t in value.split(",") if t.strip())
+    for t in items:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", t):
+            raise ValueError(f"has a bad topic name {t!r} (letters, digits, _ . : - only)")
+    return items
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def level(value: str) -> str:
+    return choice("DEBUG", "INFO", "WARNING", "ERROR")(value.upper())
+
+
+def text(value: str) -> str:
+    return value
+
+
+def setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = text, flag: str = "") -> Any:
+    """Declare one setting: its default, its environment variable, parser and help."""
+    return field(default=default, metadata={"env": env, "help": help, "parse": parse, "flag": flag})
+
+
+# --- settings per role --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Common:
+    node_name: str = setting("", "NODE_NAME", "name in logs, ids and /status (default: ROLE-HOSTNAME)")
+    status_host: str = setting("127.0.0.1", "STATUS_HOST", "address the /healthz,/status,/metrics server binds")
+    status_port: int = setting(8000, "STATUS_PORT", "port of the status server (0 = any free port)", port)
+    log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", level)
+    max_msg_size: int = setting(1024 * 1024, "MAX_MSG_SIZE", "largest frame accepted, bytes", positive)
+    hold: bool = setting(False, "HOLD", "after a one-shot batch, keep serving /status until stopped", boolean)
+
+    @property
+    def name(self) -> str:
+        return self.node_name or f"{self.role}-{socket.gethostname()}"
+
+    @property
+    def role(self) -> str:
+        return ROLE_OF[type(self)]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Settings of a node that sends a bounded batch and waits for its peers first."""
+
+    rate: float = setting(0.0, "RATE", "messages per second (0 = as fast as possible)", rate)
+    wait_timeout: float = setting(30.0, "WAIT_TIMEOUT", "seconds to wait for peers before sending", seconds)
+
+
+@dataclass(frozen=True)
+class Publish(Batch):
+    messages: int = setting(1000, "MESSAGES", "number of messages to publish", whole)
+    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics, round robin", topics)
+    min_subscribers: int = setting(0, "MIN_SUBSCRIBERS", "wait until this many subscribers are listening", whole)
+
+
+@dataclass(frozen=True)
+class Redis:
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL")
+    redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    mode: str = setting(
+        "proxy", "BROKER_MODE", "proxy (ROUTER/DEALER) or lru (ROUTER/ROUTER + heartbeats)", choice("proxy", "lru")
+    )
+    heartbeat_ivl: float = setting(1.0, "HEARTBEAT_IVL", "lru mode: seconds between heartbeats", seconds)
+    heartbeat_liveness: int = setting(3, "HEARTBEAT_LIVENESS", "lru mode: missed heartbeats = peer dead", positive)
+
+
+@dataclass(frozen=True)
+class ClientSettings(Batch, Common):
+    broker: str = setting("tcp://127.0.0.1:5555", "BROKER_FRONTEND", "broker frontend to connect", connect_endpoint)
+    requests: int = setting(1000, "REQUESTS", "number of requests to send", whole)
+    request_timeout: float = setting(2.5, "REQUEST_TIMEOUT", "seconds to wait for a reply before retrying", seconds)
+    retries: int = setting(3, "RETRIES", "resends of one request before it counts as failed", whole)
+    payload_bytes: int = setting(16, "PAYLOAD_BYTES", "size of each request's payload", whole)
+
+
+@dataclass(frozen=True)
+class BrokerSettings(Heartbeat, Common):
+    frontend: str = setting("tcp://*:5555", "FRONTEND_BIND", "ROUTER for clients", bind_endpoint)
+    backend: str = setting("tcp://*:5556", "BACKEND_BIND", "DEALER (proxy) / ROUTER (lru) for workers", bind_endpoint)
+
+
+@dataclass(frozen=True)
+class WorkerSettings(Heartbeat, Common):
+    broker: str = setting("tcp://127.0.0.1:5556", "BROKER_BACKEND", "broker backend to connect", connect_endpoint)
+    work_ms: float = setting(0.0, "WORK_MS", "simulated work per request, milliseconds", seconds)
+
+
+@dataclass(frozen=True)
+class VentilatorSettings(Batch, Common):
+    bind: str = setting("tcp://*:5557", "VENT_BIND", "PUSH endpoint pipeworkers connect to", bind_endpoint)
+    sink: str = setting("tcp://127.0.0.1:5558", "SINK_ENDPOINT", "sink to announce the batch to", connect_endpoint)
+    tasks: int = setting(1000, "TASKS", "number of tasks in the batch", whole)
+    task_ms: float = setting(0.0, "TASK_MS", "work per task, milliseconds", seconds)
+    batch_id: str = setting("", "BATCH_ID", "batch id (default: NODE-TIMESTAMP)")
+    min_pipeworkers: int = setting(1, "MIN_PIPEWORKERS", "wait until this many pipeworkers are connected", whole)
+
+
+@dataclass(frozen=True)
+class PipeworkerSettings(Common):
+    ventilator: str = setting(
+        "tcp://127.0.0.1:5557", "VENT_ENDPOINT", "ventilator to pull tasks from", connect_endpoint
+    )
+    sink: str = setting("tcp://127.0.0.1:5558", "SINK_ENDPOINT", "sink to push results to", connect_endpoint)
+
+
+@dataclass(frozen=True)
+class SinkSettings(Common):
+    bind: str = setting("tcp://*:5558", "SINK_BIND", "PULL endpoint for results and batch announcements", bind_endpoint)
+
+
+@dataclass(frozen=True)
+class PublisherSettings(Publish, Redis, Common):
+    pass
+
+
+@dataclass(frozen=True)
+class SubscriberSettings(Redis, Common):
+    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics to subscribe to", topics)
+
+
+@dataclass(frozen=True)
+class ZpubSettings(Publish, Common):
+    bind: str = setting("tcp://*:5559", "ZPUB_BIND", "XPUB endpoint subscribers connect to", bind_endpoint)
+
+
+@dataclass(frozen=True)
+class ZsubSettings(Common):
+    endpoint: str = setting("tcp://127.0.0.1:5559", "ZPUB_ENDPOINT", "zpub to connect to", connect_endpoint)
+    topics: tuple[str, ...] = setting((), "TOPICS", "comma-separated topics (empty = every topic)", topics)
+
+
+SETTINGS: dict[str, type[Common]] = {
+    "client": ClientSettings,
+    "broker": BrokerSettings,
+    "worker": WorkerSettings,
+    "ventilator": VentilatorSettings,
+    "pipeworker": PipeworkerSettings,
+    "sink": SinkSettings,
+    "publisher": PublisherSettings,
+    "subscriber": SubscriberSettings,
+    "zpub": ZpubSettings,
+    "zsub": ZsubSettings,
+}
+ROLE_OF: dict[type, str] = {cls: role for role, cls in SETTINGS.items()}
+REQUIRED = {"redis_password"}
+
+
+def fields_of(role: str) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(SETTINGS[role]))
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def load(role: str, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Any:
+    """Build the settings of ``role`` from ``environ`` (default ``os.environ``) and flag overrides.
+
+    ``overrides`` maps field names to raw strings from the command line; they win over the
+    environment. Raises :class:`ConfigError` naming the first bad variable.
+    """
+    if role not in SETTINGS:
+        raise ConfigError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for f in fields_of(role):
+        env = f.metadata["env"]
+        if overrides.get(f.name) is not None:
+            raw, source = overrides[f.name], flag_of(f)
+        elif env in environ:
+            raw, source = environ[env], env
+        else:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} {exc} ({role}: {f.metadata['help']})") from None
+    for name in REQUIRED:
+        if any(f.name == name for f in fields_of(role)) and not values.get(name):
+            f = next(f for f in fields_of(role) if f.name == name)
+            raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
+    return SETTINGS[role](**values)

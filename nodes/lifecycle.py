@@ -1,0 +1,192 @@
+"""The skeleton every role shares: sockets, stop flag, counting, status server, clean exit.
+
+A role subclasses :class:`Node` and writes only :meth:`Node.serve` (its loop) and, if it has
+more to show, :meth:`Node.extra_status`. The base class owns what must be the same
+everywhere: ``MAXMSGSIZE`` and ``LINGER`` on every socket, DNS resolution logged at connect,
+a stop :class:`threading.Event` that SIGTERM/SIGINT set (so a role finishes the message in its
+hands and closes cleanly), the ``rejected`` counter, and ``HOLD`` for one-shot roles.
+
+Roles take an optional shared ``zmq.Context`` and stop event so that several nodes can run as
+threads of one process (``inproc://`` endpoints, tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket as pysocket
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from nodes import wire
+from nodes.log import event
+from nodes.status import Stats, StatusServer
+
+log = logging.getLogger(__name__)
+
+#: Poll timeout of every loop, ms: bounds how long a stop request or a stale health check waits.
+POLL_MS = 100
+#: How long close() may spend flushing queued outgoing messages, ms.
+LINGER_MS = 1000
+#: Log the first few rejects individually, then every Nth, so a flood cannot drown the log.
+REJECT_LOG_FIRST, REJECT_LOG_EVERY = 10, 100
+
+
+class Node:
+    """Base class of every role. Subclasses set ``one_shot`` and implement :meth:`serve`."""
+
+    #: True for roles that send a bounded batch and then finish (client, ventilator, publishers).
+    one_shot = False
+
+    def __init__(self, settings: Any, ctx: zmq.Context | None = None, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.name: str = settings.name
+        self.role: str = settings.role
+        self.ctx = ctx or zmq.Context.instance()
+        self.stop = stop or threading.Event()
+        self.stats = Stats(self.name, self.role)
+        self.ids = wire.IdMaker(self.name)
+        self.max_size: int = settings.max_msg_size
+        self.status_server: StatusServer | None = None
+        self._sockets: list[zmq.Socket] = []
+
+    # --- what roles override --------------------------------------------------------------
+
+    def serve(self) -> int:
+        """The role's loop; returns the process exit code. Must return soon after ``self.stop`` is set."""
+        raise NotImplementedError
+
+    def extra_status(self) -> dict[str, Any]:
+        """Role-specific additions to ``/status`` (built from copies: it runs in the HTTP thread)."""
+        return {}
+
+    # --- helpers for roles ----------------------------------------------------------------
+
+    def socket(self, kind: int, *, bind: str | None = None, connect: str | None = None, **options: Any) -> zmq.Socket:
+        """Open a socket with the node's limits; it is closed when the node stops."""
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_size)
+        for name, value in options.items():
+            sock.setsockopt(getattr(zmq, name.upper()), value)
+        self._sockets.append(sock)
+        if bind:
+            sock.bind(bind)
+            event(log, "bound", endpoint=bind, socket=sock.socket_type.name)
+        if connect:
+            event(log, "connecting", endpoint=connect, socket=sock.socket_type.name, resolved=resolve(connect))
+            sock.connect(connect)
+        return sock
+
+    def close_socket(self, sock: zmq.Socket, linger: int = 0) -> None:
+        """Close one socket early (e.g. a REQ socket a client must reopen)."""
+        sock.close(linger)
+        if sock in self._sockets:
+            self._sockets.remove(sock)
+
+    def running(self) -> bool:
+        """Loop condition: marks the node alive for /healthz and says whether to go on."""
+        self.stats.last_beat = time.monotonic()
+        return not self.stop.is_set()
+
+    def decode(self, frame: bytes, source: str) -> wire.Envelope | None:
+        """Decode a frame, or count and log it as rejected and return ``None``."""
+        try:
+            return wire.decode(frame, self.max_size)
+        except wire.WireError as exc:
+            self.reject(str(exc), source)
+            return None
+
+    def reject(self, reason: str, source: str) -> None:
+        self.stats.counters["rejected"] += 1
+        n = self.stats.counters["rejected"]
+        if n <= REJECT_LOG_FIRST or n % REJECT_LOG_EVERY == 0:
+            event(log, "rejected", logging.WARNING, reason=reason, source=source, rejected_total=n)
+
+    def wait_for(self, what: str, ready: Any, timeout: float) -> bool:
+        """Poll ``ready()`` until true, the stop flag, or ``timeout``; logs what it waited for."""
+        deadline = time.monotonic() + timeout
+        event(log, "waiting", what=what, timeout_s=timeout)
+        while self.running():
+            if ready():
+                event(log, "ready", what=what)
+                return True
+            if time.monotonic() >= deadline:
+                event(log, "wait_timeout", logging.ERROR, what=what, timeout_s=timeout)
+                return False
+            self.stop.wait(POLL_MS / 1000)
+        return False
+
+    # --- the template -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start the status server, run the loop, hold if asked, then close everything."""
+        s = self.settings
+        self.status_server = StatusServer(self.stats, self.extra_status, s.status_host, s.status_port).start()
+        rc = 1
+        try:
+            self.stats.state = "running"
+            event(log, "started", pid=os.getpid())
+            rc = self.serve()
+            if self.one_shot and s.hold and not self.stop.is_set():
+                self.stats.state = "done"
+                event(log, "holding", exit_code=rc, hint="serving /status until SIGTERM")
+                while self.running():
+                    self.stop.wait(0.5)
+        except zmq.ContextTerminated:
+            rc = 0
+        finally:
+            self.stats.state = "stopping"
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+            self.status_server.close()
+            event(log, "stopped", exit_code=rc, counters=self.stats.counters)
+        return rc
+
+
+class Pacer:
+    """Spaces sends to ``rate`` per second (0 = no pacing) without drifting."""
+
+    def __init__(self, rate: float, stop: threading.Event) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.stop = stop
+        self.next = time.monotonic()
+
+    def wait(self) -> bool:
+        """Sleep until the next slot; False if the node is stopping."""
+        if self.interval:
+            self.next += self.interval
+            delay = self.next - time.monotonic()
+            if delay > 0:
+                return not self.stop.wait(delay)
+        return not self.stop.is_set()
+
+
+def resolve(endpoint: str) -> list[str] | None:
+    """Addresses a tcp:// endpoint's host resolves to now (logged: DNS is read once at connect)."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    try:
+        return sorted({ai[4][0] for ai in pysocket.getaddrinfo(host, None, proto=pysocket.IPPROTO_TCP)})
+    except OSError as exc:
+        return [f"unresolved: {exc.strerror or exc}; zmq keeps retrying"]
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT: graceful stop; a second one: exit now (rq's warm/cold shutdown)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            event(log, "forced_exit", logging.WARNING, signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        event(log, "stopping", signal=signal.Signals(signum).name, hint="send again to exit now")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

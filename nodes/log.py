@@ -1,0 +1,52 @@
+"""JSON-lines logging, configured in one place.
+
+Every line is one JSON object: ``ts, level, node, role, event`` plus the event's fields, so
+that ``make logs`` can be piped to ``jq`` and a person can still read it. Call
+:func:`setup` once per process; modules log through ``logging.getLogger(__name__)`` and
+:func:`event`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_node = "-"
+_role = "-"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "node": _node,
+            "role": _role,
+            "event": getattr(record, "event", None) or record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            out.update(fields)
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup(node: str, role: str, level: str = "INFO") -> None:
+    """Route the root logger to stdout as JSON lines, naming this node and role."""
+    global _node, _role
+    _node, _role = node, role
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one structured event; the fields become top-level JSON keys."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"event": name, "fields": fields})

@@ -1,0 +1,148 @@
+"""Counters and the tiny HTTP server every node runs: ``/healthz``, ``/status``, ``/metrics``.
+
+The node's loop is the only writer of its :class:`Stats`; the HTTP thread only reads. Plain
+``dict`` updates in the loop and ``dict.copy()`` in the reader are each atomic under the GIL,
+so no lock sits on the hot path and ``/status`` never blocks forwarding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from nodes.log import event
+
+log = logging.getLogger(__name__)
+
+#: /healthz fails when the node's loop has not passed for this long (it polls every <=0.25 s).
+STALE_AFTER = 5.0
+
+
+class Stats:
+    """Everything a node counts: flat counters plus labelled ones (e.g. replies per worker)."""
+
+    def __init__(self, node: str, role: str) -> None:
+        self.node = node
+        self.role = role
+        self.state = "starting"
+        self.started_at = time.time()
+        self.counters: dict[str, int] = {"received": 0, "sent": 0, "rejected": 0}
+        self.labelled: dict[str, dict[str, int]] = {}
+        self.last_beat = time.monotonic()
+
+    def incr(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def incr_label(self, group: str, key: str, n: int = 1) -> None:
+        bucket = self.labelled.get(group)
+        if bucket is None:
+            bucket = self.labelled[group] = {}
+        bucket[key] = bucket.get(key, 0) + n
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def healthy(self) -> bool:
+        return self.state in ("running", "done") and time.monotonic() - self.last_beat < STALE_AFTER
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "role": self.role,
+            "state": self.state,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "counters": self.counters.copy(),
+            "labelled": {k: v.copy() for k, v in list(self.labelled.items())},
+        }
+
+
+class _Collector:
+    """Exposes a :class:`Stats` snapshot to Prometheus without touching the hot path."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        snap = self.stats.snapshot()
+        labels = ["node", "role"]
+        up = GaugeMetricFamily("mpc_up", "1 while the node is healthy", labels=labels)
+        up.add_metric([snap["node"], snap["role"]], 1.0 if self.stats.healthy() else 0.0)
+        yield up
+        for name, value in snap["counters"].items():
+            fam = CounterMetricFamily(f"mpc_{name}", f"messages {name}", labels=labels)
+            fam.add_metric([snap["node"], snap["role"]], value)
+            yield fam
+        for group, bucket in snap["labelled"].items():
+            fam = CounterMetricFamily(f"mpc_{group}", f"messages {group} by key", labels=[*labels, "key"])
+            for key, value in bucket.items():
+                fam.add_metric([snap["node"], snap["role"], key], value)
+            yield fam
+
+
+class StatusServer:
+    """Serves the node's state over HTTP in a daemon thread."""
+
+    def __init__(self, stats: Stats, extra: Callable[[], dict[str, Any]], host: str, port: int) -> None:
+        self.stats = stats
+        self.extra = extra
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(stats))  # type: ignore[arg-type]
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    ok = server.stats.healthy()
+                    self._send(
+                        200 if ok else 503,
+                        "application/json",
+                        json.dumps({"ok": ok, "state": server.stats.state}).encode(),
+                    )
+                elif path == "/status":
+                    self._send(200, "application/json", json.dumps(server.document()).encode())
+                elif path == "/metrics":
+                    self._send(200, "text/plain; version=0.0.4", generate_latest(registry))
+                else:
+                    self._send(404, "application/json", b'{"error": "try /healthz, /status or /metrics"}')
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-http", daemon=True
+        )
+
+    def document(self) -> dict[str, Any]:
+        doc = self.stats.snapshot()
+        doc.update(self.extra())
+        return doc
+
+    def start(self) -> StatusServer:
+        self.thread.start()
+        event(log, "status_server", url=f"http://{self.httpd.server_address[0]}:{self.port}/status")
+        return self
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

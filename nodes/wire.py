@@ -1,0 +1,103 @@
+"""The msgpack envelope every node speaks.
+
+One small module so that every role agrees on the frame format and so that a bad frame
+always fails the same way: :func:`decode` raises :class:`WireError` and nothing else.
+Nodes catch that one type, count the frame under ``rejected`` and keep serving.
+
+An envelope is packed as a 6-element array ``[version, id, kind, body, sent_at, origin]``;
+an array rather than a map keeps it small and quick to pack on the hot path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+VERSION = 1
+DEFAULT_MAX_SIZE = 1024 * 1024
+
+#: Every kind a node may send. Anything else is rejected on decode.
+KINDS = frozenset(
+    {
+        "request",  # client -> worker (through the broker)
+        "reply",  # worker -> client
+        "batch",  # ventilator -> sink: batch id and size, sent before the tasks
+        "task",  # ventilator -> pipeworker
+        "result",  # pipeworker -> sink
+        "event",  # publisher/zpub -> subscribers
+        "ready",  # lru worker -> broker
+        "heartbeat",  # lru broker <-> worker
+    }
+)
+
+
+class WireError(ValueError):
+    """A frame that is not a valid envelope: malformed, oversized or of an unknown kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    kind: str
+    body: Any = None
+    sent_at: float = 0.0
+    origin: str = ""
+
+
+def encode(env: Envelope) -> bytes:
+    """Pack an envelope; raises :class:`WireError` if the body cannot be packed."""
+    try:
+        return msgpack.packb([VERSION, env.id, env.kind, env.body, env.sent_at, env.origin], use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireError(f"cannot encode envelope {env.id!r}: {exc}") from exc
+
+
+def make(kind: str, id: str, body: Any = None, origin: str = "") -> bytes:
+    """Build and pack an envelope stamped with the current wall-clock time."""
+    return encode(Envelope(id=id, kind=kind, body=body, sent_at=time.time(), origin=origin))
+
+
+def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Envelope:
+    """Unpack and validate one frame; raises :class:`WireError` on anything unexpected."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError(f"frame is {type(data).__name__}, not bytes")
+    if len(data) > max_size:
+        raise WireError(f"frame of {len(data)} bytes exceeds the {max_size}-byte limit")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage input
+        raise WireError(f"not msgpack: {exc.__class__.__name__}") from exc
+    if not isinstance(obj, list) or len(obj) != 6:
+        raise WireError("not a 6-element envelope array")
+    version, id_, kind, body, sent_at, origin = obj
+    if version != VERSION:
+        raise WireError(f"unsupported envelope version {version!r}")
+    if not isinstance(id_, str) or not id_:
+        raise WireError("envelope id must be a non-empty string")
+    if kind not in KINDS:
+        raise WireError(f"unknown envelope kind {kind!r}")
+    if not isinstance(sent_at, (int, float)) or isinstance(sent_at, bool):
+        raise WireError("envelope sent_at must be a number")
+    if not isinstance(origin, str):
+        raise WireError("envelope origin must be a string")
+    return Envelope(id=id_, kind=kind, body=body, sent_at=float(sent_at), origin=origin)
+
+
+class IdMaker:
+    """Message ids of the form ``<prefix>:<n>``, unique per process run.
+
+    The prefix carries the node name and a random salt so that a restarted node never
+    reuses an id that a ledger may still hold.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}.{os.urandom(3).hex()}"
+        self._n = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}:{next(self._n)}"
