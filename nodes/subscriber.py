@@ -1,0 +1,70 @@
+"""subscriber: Redis SUBSCRIBE to TOPICS; checks each topic arrives complete and in order.
+
+Connects to REDIS_URL (REDIS_PASSWORD required) and subscribes to every topic in ONE command, so the
+publisher's ``CLIENT LIST TYPE pubsub`` handshake sees this subscriber only once all its topics are in
+place (empty TOPICS: PSUBSCRIBE ``*``, every topic). The loop reads with ``get_message(timeout=0.1)`` so
+the stop flag, the health beat and redis-py's ``health_check_interval`` PING all get their turn.
+
+Redis keeps nothing for a disconnected subscriber: on a connection error the loop reconnects with
+backoff until it succeeds (tenacity), redis-py resubscribes on the new connection, and whatever was
+published meanwhile shows up as a gap in the per-topic sequence numbers (``nodes.sequence``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from nodes.lifecycle import POLL_MS, Node
+from nodes.log import event
+from nodes.publisher import RedisCall, fatal, redis_client
+from nodes.sequence import Inbox
+
+log = logging.getLogger(__name__)
+ALL = "*"
+
+
+class Subscriber(Node):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox = Inbox(self, self.settings.topics)
+        self.subscribed: set[str] = set()
+
+    def serve(self) -> int:
+        s = self.settings
+        client = redis_client(s, self.name)
+        pubsub = client.pubsub()
+        call = RedisCall(self, "subscribe", attempts=None)
+        try:
+            if s.topics:
+                call(pubsub.subscribe, *s.topics)
+            else:
+                call(pubsub.psubscribe, ALL)
+            while self.running():
+                message = call(pubsub.get_message, False, POLL_MS / 1000)
+                if message is not None:
+                    self._handle(message)
+        except redis.RedisError as exc:
+            return 0 if self.stop.is_set() else fatal(self, exc)
+        finally:
+            pubsub.close()
+            client.close()
+        return 0
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"]
+        topic = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else str(channel)
+        if kind in ("subscribe", "psubscribe"):
+            if topic not in self.subscribed:
+                self.subscribed.add(topic)
+                event(log, "subscribed", topic=topic, subscriptions=message["data"])
+        elif kind in ("message", "pmessage"):
+            self.inbox.accept(topic, message["data"], "redis")
+
+    def extra_status(self) -> dict[str, Any]:
+        return self.inbox.status(list(self.subscribed))
+
+
+NODE = Subscriber
