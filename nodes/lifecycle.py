@@ -76,9 +76,9 @@ class Node:
         self._sockets.append(sock)
         if bind:
             sock.bind(bind)
-            event(log, "bound", endpoint=bind, socket=sock.socket_type.name)
+            event(log, "bound", endpoint=bind, socket=zmq.SocketType(sock.type).name)
         if connect:
-            event(log, "connecting", endpoint=connect, socket=sock.socket_type.name, resolved=resolve(connect))
+            event(log, "connecting", endpoint=connect, socket=zmq.SocketType(sock.type).name, resolved=resolve(connect))
             sock.connect(connect)
         return sock
 
@@ -106,6 +106,28 @@ class Node:
         n = self.stats.counters["rejected"]
         if n <= REJECT_LOG_FIRST or n % REJECT_LOG_EVERY == 0:
             event(log, "rejected", logging.WARNING, reason=reason, source=source, rejected_total=n)
+
+    def send_bounded(
+        self, sock: zmq.Socket, frame: bytes, timeout: float | None = None, *, stoppable: bool = True
+    ) -> bool:
+        """Send one frame without blocking forever; True once it is queued.
+
+        PUSH and DEALER block while every peer's queue is full (or there is no peer), so a plain
+        ``send()`` could hang through SIGTERM. This waits for ``POLLOUT`` in ``POLL_MS`` steps and
+        gives up at the stop flag (unless ``stoppable`` is False: a grace send of work in hand)
+        or after ``timeout`` seconds (None = no limit but the stop flag).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if sock.poll(POLL_MS, zmq.POLLOUT):
+                try:
+                    sock.send(frame, zmq.NOBLOCK)
+                    return True
+                except zmq.Again:
+                    pass
+            self.stats.beat()
+            if (stoppable and self.stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+                return False
 
     def wait_for(self, what: str, ready: Any, timeout: float) -> bool:
         """Poll ``ready()`` until true, the stop flag, or ``timeout``; logs what it waited for."""

@@ -19,7 +19,7 @@ import redis
 
 from nodes.lifecycle import POLL_MS, Node
 from nodes.log import event
-from nodes.publisher import RedisCall, fatal, redis_client
+from nodes.redisconn import RedisCall, fatal, redis_client
 from nodes.sequence import Inbox
 
 log = logging.getLogger(__name__)
