@@ -1,0 +1,236 @@
+"""The status table: one row a node, read from each node's ``/status`` (``python -m nodes table URL...``).
+
+Used by ``make status`` / ``make status-local`` and by a person watching a cluster. It only reads
+HTTP, so it works the same for local processes and for containers whose status ports are published
+on 127.0.0.1. Roles evolve: every field is read with a default, and a node that does not answer is
+a row saying so rather than an error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Seconds to wait for one node; the table must stay quick even when nodes are down.
+TIMEOUT = 2.0
+#: States in which a node counts as healthy (one-shot roles hold in "done" after their batch).
+HEALTHY_STATES = ("running", "done")
+#: Roles where every instance gets a full copy of the traffic: a "share" of it would mislead.
+FAN_OUT_ROLES = ("subscriber", "zsub")
+
+Row = tuple[str, "dict[str, Any] | None"]
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    """GET a JSON document; returns (HTTP status, document) also for 503 answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # /healthz answers 503 with a JSON body
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {}
+
+
+def fetch_one(url: str) -> dict[str, Any] | None:
+    """The node's /status document plus ``"_healthz"`` (its /healthz verdict), or None if unreachable."""
+    try:
+        code, doc = _get(url)
+        if code != 200 or not isinstance(doc, dict):
+            return None
+    except (OSError, ValueError):
+        return None
+    base = url[: -len("/status")] if url.endswith("/status") else url
+    try:
+        code, health = _get(base + "/healthz")
+        doc["_healthz"] = code == 200 and bool(health.get("ok"))
+    except (OSError, ValueError):
+        doc["_healthz"] = False
+    return doc
+
+
+def fetch(targets: list[tuple[str, str]]) -> list[Row]:
+    """Fetch every (label, status URL) concurrently; keeps the order of ``targets``."""
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        docs = list(pool.map(fetch_one, [url for _, url in targets]))
+    return [(label, doc) for (label, _), doc in zip(targets, docs, strict=True)]
+
+
+def healthy(doc: Mapping[str, Any] | None) -> bool:
+    if doc is None:
+        return False
+    return bool(doc.get("_healthz", doc.get("state") in HEALTHY_STATES))
+
+
+def _counter(doc: Mapping[str, Any], name: str) -> int:
+    value = (doc.get("counters") or {}).get(name, 0)
+    return value if isinstance(value, int) else 0
+
+
+def shares(rows: Iterable[Row]) -> dict[str, float]:
+    """Each node's received as a fraction of its role's total, for load-balanced roles with several nodes."""
+    by_role: dict[str, list[tuple[str, int]]] = {}
+    for label, doc in rows:
+        if doc is not None and doc.get("role") not in FAN_OUT_ROLES:
+            by_role.setdefault(str(doc.get("role", "?")), []).append((label, _counter(doc, "received")))
+    out: dict[str, float] = {}
+    for members in by_role.values():
+        total = sum(n for _, n in members)
+        if len(members) > 1 and total:
+            out.update({label: n / total for label, n in members})
+    return out
+
+
+def _fmt(pairs: Iterable[tuple[str, Any]]) -> str:
+    return " ".join(f"{k}={v}" for k, v in pairs if v is not None)
+
+
+def _last(mapping: Any) -> Any:
+    """The last value of a dict (insertion order = the most recent batch), or the value itself."""
+    if isinstance(mapping, dict) and mapping:
+        return list(mapping.values())[-1]
+    return mapping if isinstance(mapping, dict) else None
+
+
+def _count(value: Any) -> Any:
+    """A number as is; a list or dict by its length (e.g. zpub lists its subscribers)."""
+    return len(value) if isinstance(value, list | dict) else value
+
+
+def detail(doc: Mapping[str, Any]) -> str:
+    """A short role-specific summary; every key is optional, so a role that changes shape shows less, not an error."""
+    role = doc.get("role")
+    counters = doc.get("counters") or {}
+    labelled = doc.get("labelled") or {}
+    if role == "client":
+        requests = doc.get("requests")
+        replied = counters.get("replied")
+        return _fmt(
+            [
+                ("replied", f"{replied}/{requests}" if replied is not None and requests is not None else replied),
+                ("failed", counters.get("failed")),
+                ("retried", counters.get("retried")),
+            ]
+        )
+    if role == "broker":
+        return _fmt(
+            [
+                ("mode", doc.get("mode")),
+                ("connected", doc.get("workers_connected")),
+                ("ready", doc.get("workers_ready")),
+                ("replying", len(labelled.get("replies_by_worker") or {}) or None),
+            ]
+        )
+    if role == "sink":
+        batch = _last(doc.get("batches")) or {}
+        return _fmt(
+            [
+                ("batch", f"{batch.get('distinct')}/{batch.get('size')}" if batch else None),
+                ("missing", batch.get("missing")),
+                ("dup", batch.get("duplicates")),
+                ("workers", _count(batch.get("by_worker"))),
+            ]
+        )
+    if role == "ventilator":
+        return _fmt([("tasks", doc.get("tasks")), ("pipeworkers", doc.get("connected_pipeworkers"))])
+    if role in ("subscriber", "zsub"):
+        per_topic = labelled.get("received_by_topic") or {}
+        text = " ".join(f"{t}:{n}" for t, n in sorted(per_topic.items()))
+        anomalies = _fmt((k, counters.get(k)) for k in ("gaps", "duplicates", "out_of_order") if counters.get(k))
+        return " ".join(x for x in (text, anomalies or ("gaps=0" if "gaps" in counters else "")) if x)
+    if role in ("publisher", "zpub"):
+        subscribers = doc.get("subscribers_listening", doc.get("subscribers"))
+        return _fmt(
+            [
+                ("topics", len(labelled.get("published_by_topic") or {}) or None),
+                ("subscribers", _count(subscribers)),
+                ("failed", counters.get("failed") or None),
+            ]
+        )
+    if role in ("worker", "pipeworker"):
+        return _fmt([("mode", doc.get("mode"))])
+    return ""
+
+
+def render(rows: list[Row]) -> Table:
+    """Build the rich table for ``rows`` (label, document or None)."""
+    table = Table(title="messaging-patterns cluster", title_justify="left")
+    for name, justify in (
+        ("node", "left"),
+        ("role", "left"),
+        ("state", "left"),
+        ("health", "left"),
+        ("in", "right"),
+        ("out", "right"),
+        ("rejected", "right"),
+        ("share", "right"),
+        ("detail", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "detail")
+    share = shares(rows)
+    for label, doc in rows:
+        if doc is None:
+            table.add_row(label, "?", "unreachable", "[red]down[/]", "", "", "", "", "")
+            continue
+        ok = healthy(doc)
+        rejected = _counter(doc, "rejected")
+        table.add_row(
+            label,
+            str(doc.get("role", "?")),
+            str(doc.get("state", "?")),
+            "[green]ok[/]" if ok else "[red]unhealthy[/]",
+            str(_counter(doc, "received")),
+            str(_counter(doc, "sent")),
+            f"[yellow]{rejected}[/]" if rejected else "0",
+            f"{share[label]:.0%}" if label in share else "",
+            detail(doc),
+        )
+    return table
+
+
+def parse_target(arg: str) -> tuple[str, str]:
+    """``[LABEL=]http://host:port[/status]`` -> (label, status URL); label "" when not given."""
+    label, sep, url = arg.partition("=")
+    if not sep or "://" in label:
+        label, url = "", arg
+    url = url.rstrip("/")
+    if not url.endswith("/status"):
+        url += "/status"
+    return label, url
+
+
+def _name(label: str, url: str, doc: Mapping[str, Any] | None) -> str:
+    """A given label wins; else the node's own name; else host:port."""
+    if label:
+        return label
+    if doc is not None and doc.get("node"):
+        return str(doc["node"])
+    return url.split("://", 1)[-1][: -len("/status")]
+
+
+def main(urls: list[str], as_json: bool = False) -> int:
+    """Print the table (or the documents as JSON); exit 1 if any node is unreachable or unhealthy."""
+    targets = [parse_target(u) for u in urls]
+    docs = fetch([(url, url) for _, url in targets])
+    rows = [(_name(label, url, doc), doc) for (label, url), (_, doc) in zip(targets, docs, strict=True)]
+    if as_json:
+        print(json.dumps({label: doc for label, doc in rows}, indent=2))
+    else:
+        # A terminal gets its own width; a pipe or a CI log gets room for the detail column.
+        (Console() if sys.stdout.isatty() else Console(width=200)).print(render(rows))
+    bad = [label for label, doc in rows if not healthy(doc)]
+    if bad:
+        print(f"not healthy: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0

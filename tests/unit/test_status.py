@@ -1,0 +1,235 @@
+"""nodes.status (Stats, the HTTP server) and nodes.table (the status table built from /status documents)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from nodes import status, table
+from nodes.status import Stats, StatusServer
+from tests.support import free_port
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+# --- Stats ------------------------------------------------------------------------------------------
+
+
+def test_snapshot_has_the_documented_keys() -> None:
+    stats = Stats("worker-1", "worker")
+    stats.incr("received")
+    stats.incr("received", 4)
+    stats.incr("reconnects")
+    stats.incr_label("replies_by_worker", "w1")
+    stats.incr_label("replies_by_worker", "w1", 2)
+    stats.incr_label("replies_by_worker", "w2")
+    snap = stats.snapshot()
+    assert set(snap) == {"node", "role", "state", "pid", "uptime_s", "counters", "labelled"}
+    assert (snap["node"], snap["role"], snap["state"], snap["pid"]) == ("worker-1", "worker", "starting", os.getpid())
+    assert snap["counters"] == {"received": 5, "sent": 0, "rejected": 0, "reconnects": 1}
+    assert snap["labelled"] == {"replies_by_worker": {"w1": 3, "w2": 1}}
+    assert 0 <= snap["uptime_s"] < 60
+
+
+def test_snapshot_is_a_copy() -> None:
+    stats = Stats("n", "sink")
+    stats.incr_label("g", "k")
+    snap = stats.snapshot()
+    stats.incr("received")
+    stats.incr_label("g", "k")
+    assert snap["counters"]["received"] == 0 and snap["labelled"]["g"]["k"] == 1
+
+
+def test_healthy_needs_a_running_state_and_a_recent_beat() -> None:
+    stats = Stats("n", "client")
+    assert not stats.healthy()  # starting
+    for state, ok in (("running", True), ("done", True), ("stopping", False)):
+        stats.state = state
+        assert stats.healthy() is ok, state
+    stats.state = "running"
+    stats.last_beat = time.monotonic() - status.STALE_AFTER - 1
+    assert not stats.healthy()
+    stats.beat()
+    assert stats.healthy()
+
+
+# --- the HTTP server ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Stats, str]]:
+    stats = Stats("broker", "broker")
+    server = StatusServer(stats, lambda: {"mode": "proxy", "workers_connected": 2}, "127.0.0.1", 0).start()
+    assert server.port != 0  # port 0 = any free port, reported back
+    try:
+        yield stats, f"http://127.0.0.1:{server.port}"
+    finally:
+        server.close()
+
+
+def test_healthz_follows_state_and_staleness(served: tuple[Stats, str]) -> None:
+    stats, url = served
+    assert get(url + "/healthz") == (503, json.dumps({"ok": False, "state": "starting"}))
+    stats.state = "running"
+    assert get(url + "/healthz") == (200, json.dumps({"ok": True, "state": "running"}))
+    stats.last_beat = time.monotonic() - status.STALE_AFTER - 1  # the loop stopped passing
+    code, body = get(url + "/healthz")
+    assert code == 503 and json.loads(body) == {"ok": False, "state": "running"}
+
+
+def test_status_is_the_snapshot_plus_extra(served: tuple[Stats, str]) -> None:
+    stats, url = served
+    stats.state = "running"
+    stats.incr("received", 3)
+    stats.incr_label("replies_by_worker", "worker-1", 3)
+    code, body = get(url + "/status?pretty=1")  # the query string is ignored
+    doc = json.loads(body)
+    assert code == 200
+    assert doc["counters"] == {"received": 3, "sent": 0, "rejected": 0}
+    assert doc["labelled"] == {"replies_by_worker": {"worker-1": 3}}
+    assert (doc["node"], doc["role"], doc["state"], doc["mode"], doc["workers_connected"]) == (
+        "broker",
+        "broker",
+        "running",
+        "proxy",
+        2,
+    )
+
+
+def test_metrics_are_prometheus_text(served: tuple[Stats, str]) -> None:
+    stats, url = served
+    stats.state = "running"
+    stats.incr("received", 7)
+    stats.incr_label("replies_by_worker", "worker-1", 2)
+    code, body = get(url + "/metrics")
+    assert code == 200
+    assert 'mpc_received_total{node="broker",role="broker"} 7.0' in body
+    assert 'mpc_rejected_total{node="broker",role="broker"} 0.0' in body
+    assert 'mpc_up{node="broker",role="broker"} 1.0' in body
+    assert 'mpc_replies_by_worker_total{key="worker-1",node="broker",role="broker"} 2.0' in body
+
+
+def test_unknown_path_is_404(served: tuple[Stats, str]) -> None:
+    code, body = get(served[1] + "/nope")
+    assert code == 404 and "/healthz" in body
+
+
+# --- the status table --------------------------------------------------------------------------------
+
+
+def doc(node: str, role: str, received: int = 0, state: str = "running", **extra: Any) -> dict[str, Any]:
+    counters = {"received": received, "sent": received, "rejected": 0, **extra.pop("counters", {})}
+    return {"node": node, "role": role, "state": state, "counters": counters, "labelled": {}, **extra}
+
+
+def text_of(rows: list[table.Row]) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(table.render(rows))
+    return console.export_text()
+
+
+def test_share_is_per_role_and_only_for_roles_with_several_nodes() -> None:
+    rows = [
+        ("w1", doc("w1", "worker", 30)),
+        ("w2", doc("w2", "worker", 10)),
+        ("w3", doc("w3", "worker", 0)),
+        ("sink", doc("sink", "sink", 99)),
+        ("gone", None),
+    ]
+    assert table.shares(rows) == {"w1": 0.75, "w2": 0.25, "w3": 0.0}
+    fan_out = [("s1", doc("s1", "subscriber", 5)), ("s2", doc("s2", "subscriber", 5))]
+    assert table.shares(fan_out) == {}  # every subscriber gets a full copy: no share to show
+    assert table.shares([("a", doc("a", "worker")), ("b", doc("b", "worker"))]) == {}  # nothing received yet
+
+
+def test_render_shows_counts_share_health_and_details() -> None:
+    rows = [
+        (
+            "client",
+            doc("client", "client", state="done", requests=40, counters={"replied": 40, "failed": 0, "retried": 1}),
+        ),
+        ("worker-1", doc("worker-1", "worker", 30, counters={"rejected": 2})),
+        ("worker-2", doc("worker-2", "worker", 10)),
+        (
+            "sink",
+            doc("sink", "sink", 5, batches={"b1": {"size": 9}, "b2": {"size": 5, "distinct": 5, "missing": 0}}),
+        ),
+        ("subscriber-1", doc("subscriber-1", "subscriber", 3, labelled={"received_by_topic": {"catB": 1, "catA": 2}})),
+        ("zsub", None),
+    ]
+    text = text_of(rows)
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
+    assert "replied=40/40 failed=0 retried=1" in lines["client"] and " done " in lines["client"]
+    assert " 75% " in lines["worker-1"] and " 2 " in lines["worker-1"]
+    assert " 25% " in lines["worker-2"]
+    assert "batch=5/5 missing=0" in lines["sink"]  # the newest batch
+    assert "catA:2 catB:1" in lines["subscriber-1"]
+    assert "unreachable" in lines["zsub"] and "down" in lines["zsub"]
+
+
+def test_render_survives_missing_and_odd_keys() -> None:
+    odd = [
+        ("a", {}),
+        ("b", {"role": "sink", "batches": "not a dict", "counters": {"received": "many"}}),
+        ("c", {"role": "client", "counters": None, "labelled": None}),
+        ("d", {"role": "subscriber", "labelled": {"received_by_topic": {}}}),
+    ]
+    text = text_of(odd)
+    lines = [line for line in text.splitlines() if line.startswith("│")]
+    assert len(lines) == 4 and all("unhealthy" in line for line in lines)  # no state: not healthy
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("http://127.0.0.1:8001", ("", "http://127.0.0.1:8001/status")),
+        ("http://127.0.0.1:8001/", ("", "http://127.0.0.1:8001/status")),
+        ("broker=http://h:1/status", ("broker", "http://h:1/status")),
+    ],
+)
+def test_parse_target(arg: str, expected: tuple[str, str]) -> None:
+    assert table.parse_target(arg) == expected
+
+
+def test_main_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    stats = Stats("worker-9", "worker")
+    server = StatusServer(stats, dict, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        assert table.main([url]) == 1  # starting: unhealthy
+        capsys.readouterr()
+        stats.state = "running"
+        assert table.main([url, f"named={url}"]) == 0
+        out = capsys.readouterr().out
+        assert "worker-9" in out and "named" in out  # unlabelled rows take the node's own name
+        assert table.main([url], as_json=True) == 0
+        docs = json.loads(capsys.readouterr().out)
+        assert docs["worker-9"]["_healthz"] is True and docs["worker-9"]["role"] == "worker"
+        dead = f"gone=http://127.0.0.1:{free_port()}"
+        assert table.main([url, dead]) == 1
+        assert "not healthy: gone" in capsys.readouterr().err
+    finally:
+        server.close()
+
+
+def test_fetch_keeps_order_and_is_bounded() -> None:
+    port = free_port()
+    started = time.monotonic()
+    rows = table.fetch([(f"n{i}", f"http://127.0.0.1:{port}/status") for i in range(20)])
+    assert [label for label, _ in rows] == [f"n{i}" for i in range(20)]
+    assert all(d is None for _, d in rows)
+    assert time.monotonic() - started < table.TIMEOUT * 2
