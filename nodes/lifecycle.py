@@ -18,6 +18,7 @@ import signal
 import socket as pysocket
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import zmq
@@ -101,6 +102,17 @@ class Node:
             self.reject(str(exc), source)
             return None
 
+    def decode_one(self, frames: list[bytes], source: str, kinds: Collection[str]) -> wire.Envelope | None:
+        """The envelope of a one-frame message of one of ``kinds``, or ``None`` after counting a reject."""
+        if len(frames) != 1:
+            self.reject(f"expected 1 frame, got {len(frames)}", source)
+            return None
+        env = self.decode(frames[0], source)
+        if env is not None and env.kind not in kinds:
+            self.reject(f"unexpected kind {env.kind!r} (want {', '.join(sorted(kinds))})", source)
+            return None
+        return env
+
     def reject(self, reason: str, source: str) -> None:
         self.stats.counters["rejected"] += 1
         n = self.stats.counters["rejected"]
@@ -115,8 +127,10 @@ class Node:
         PUSH and DEALER block while every peer's queue is full (or there is no peer), so a plain
         ``send()`` could hang through SIGTERM. This waits for ``POLLOUT`` in ``POLL_MS`` steps and
         gives up at the stop flag (unless ``stoppable`` is False: a grace send of work in hand)
-        or after ``timeout`` seconds (None = no limit but the stop flag).
+        or after ``timeout`` seconds (None = no limit but the stop flag; required if not stoppable).
         """
+        if not stoppable and timeout is None:
+            raise ValueError("a send that ignores the stop flag needs a timeout")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if sock.poll(POLL_MS, zmq.POLLOUT):

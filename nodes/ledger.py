@@ -1,0 +1,172 @@
+"""The sink's ledger: per batch, which task numbers came back, how often, and from whom.
+
+A pipeline has no acknowledgements: PUSH/PULL drop the tasks queued at a worker that dies, and
+a retried batch can deliver a task twice. The ledger is how the sink *shows* that: for every batch
+it keeps the distinct task numbers received, the duplicates, the numbers still missing against
+the announced size, and the count per worker. Plain classes, no sockets, so they are unit-tested
+on their own (``tests/unit/test_ledger.py``).
+
+The announcement (``kind "batch"``) and the results travel on different connections (ventilator
+-> sink, pipeworkers -> sink), so results may arrive before the batch size is known. They are
+held as *pending* and replayed when the announcement comes, so that range checks and counts are
+the same whatever the arrival order.
+
+This module also parses the bodies the pipeline roles exchange (:func:`task_ref`,
+:func:`announcement`), so ventilator, pipeworker and sink agree on them in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: How many duplicate and missing examples a summary lists (the counts are always exact).
+EXAMPLES = 10
+#: How many batches the sink remembers; the oldest is dropped first.
+KEEP_BATCHES = 100
+#: Longest batch id accepted (ids appear in logs and /status keys).
+MAX_BATCH_ID = 200
+
+COUNTED, DUPLICATE, PENDING, OUT_OF_RANGE = "counted", "duplicate", "pending", "out_of_range"
+
+
+# --- message bodies --------------------------------------------------------------------------
+
+
+def _ref(body: Any, number: str) -> tuple[str, int]:
+    if not isinstance(body, dict):
+        raise ValueError("body is not a map")
+    batch, n = body.get("batch"), body.get(number)
+    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
+        raise ValueError(f"'batch' must be a string of 1-{MAX_BATCH_ID} characters")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"'{number}' must be a whole number")
+    return batch, n
+
+
+def task_ref(body: Any) -> tuple[str, int]:
+    """``(batch, n)`` of a task or result body; ``ValueError`` naming the bad field."""
+    return _ref(body, "n")
+
+
+def announcement(body: Any) -> tuple[str, int]:
+    """``(batch, size)`` of a ``batch`` announcement; ``ValueError`` naming the bad field."""
+    return _ref(body, "size")
+
+
+# --- the ledger ------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchLedger:
+    """One batch: what came back. Only the sink's loop writes it; summaries are read-only."""
+
+    batch: str
+    size: int | None = None
+    received: int = 0
+    seen: set[int] = field(default_factory=set)
+    duplicates: int = 0
+    duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
+    by_worker: dict[str, int] = field(default_factory=dict)
+    first_at: float | None = None
+    last_at: float | None = None
+    completed_at: float | None = None
+    #: Results that arrived before the announcement: (n, worker, msg_id, arrival time).
+    pending: list[tuple[int, str, str, float]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.size is not None and len(self.seen) == self.size
+
+    def announce(self, size: int, now: float | None = None) -> int:
+        """Learn the size and replay pending results; returns how many fell outside ``[0, size)``."""
+        if self.size is not None:
+            raise ValueError(f"batch {self.batch!r} already announced with size {self.size}")
+        self.size = size
+        early, self.pending = self.pending, []
+        out_of_range = sum(self.record(*item) == OUT_OF_RANGE for item in early)
+        self._settle(now if now is not None else time.time())
+        return out_of_range
+
+    def record(self, n: int, worker: str, msg_id: str, now: float | None = None) -> str:
+        """Count one result; returns COUNTED, DUPLICATE, PENDING (size unknown) or OUT_OF_RANGE."""
+        now = time.time() if now is None else now
+        if self.size is None:
+            self.pending.append((n, worker, msg_id, now))
+            return PENDING
+        if not 0 <= n < self.size:
+            return OUT_OF_RANGE
+        self.received += 1
+        self.by_worker[worker] = self.by_worker.get(worker, 0) + 1
+        self.first_at = now if self.first_at is None else min(self.first_at, now)
+        self.last_at = now if self.last_at is None else max(self.last_at, now)
+        if n in self.seen:
+            self.duplicates += 1
+            if len(self.duplicate_examples) < EXAMPLES:
+                self.duplicate_examples.append({"n": n, "id": msg_id, "worker": worker})
+            return DUPLICATE
+        self.seen.add(n)
+        self._settle(now)
+        return COUNTED
+
+    def missing(self, limit: int = EXAMPLES) -> tuple[int | None, list[int]]:
+        """How many task numbers have not come back, and the first ``limit`` of them.
+
+        Scans at most ``len(seen) + limit`` numbers, so a huge announced size costs nothing.
+        """
+        if self.size is None:
+            return None, []
+        examples: list[int] = []
+        n = 0
+        while len(examples) < limit and n < self.size and len(examples) < self.size - len(self.seen):
+            if n not in self.seen:
+                examples.append(n)
+            n += 1
+        return self.size - len(self.seen), examples
+
+    def summary(self) -> dict[str, Any]:
+        missing, missing_examples = self.missing()
+        elapsed = None if self.first_at is None or self.last_at is None else round(self.last_at - self.first_at, 6)
+        return {
+            "size": self.size,
+            "received": self.received,
+            "distinct": len(self.seen),
+            "duplicates": self.duplicates,
+            "duplicate_examples": list(self.duplicate_examples),
+            "missing": missing,
+            "missing_examples": missing_examples,
+            "pending": len(self.pending),
+            "by_worker": dict(self.by_worker),
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "elapsed_s": elapsed,
+            "complete": self.complete,
+        }
+
+    def _settle(self, now: float) -> None:
+        if self.completed_at is None and self.complete:
+            self.completed_at = now
+
+
+class Ledger:
+    """Every batch the sink has heard of, newest last, at most ``keep`` of them."""
+
+    def __init__(self, keep: int = KEEP_BATCHES) -> None:
+        self.keep = keep
+        self.batches: dict[str, BatchLedger] = {}
+        self.evicted = 0
+
+    def get(self, batch: str) -> BatchLedger:
+        """The batch's ledger, created on first sight (announcement or result, whichever is first)."""
+        ledger = self.batches.get(batch)
+        if ledger is None:
+            if len(self.batches) >= self.keep:
+                del self.batches[next(iter(self.batches))]
+                self.evicted += 1
+            ledger = self.batches[batch] = BatchLedger(batch)
+        return ledger
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        """Summaries of every batch; safe to call from another thread (copies, no iteration of live sets)."""
+        return {batch: ledger.summary() for batch, ledger in list(self.batches.items())}

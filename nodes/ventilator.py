@@ -1,0 +1,161 @@
+"""Ventilator: fans a batch of tasks out to pipeworkers (zguide "Divide and Conquer").
+
+Binds    PUSH at VENT_BIND       pipeworkers connect here: the stable side binds, so workers scale freely.
+Connects PUSH to SINK_ENDPOINT   to announce the batch (id and size) before the first task.
+
+Order of a run, with no sleep anywhere:
+
+1. wait (at most WAIT_TIMEOUT) until MIN_PIPEWORKERS pipeworkers are connected, counted with a
+   socket monitor (ACCEPTED minus DISCONNECTED). Without this, PUSH would hand every task to the
+   first worker to connect while the others are still starting;
+2. announce the batch to the sink (``IMMEDIATE`` makes the send wait for a real connection, so the
+   announcement is not parked in the queue of a sink that never came up);
+3. send TASKS tasks paced by RATE. Per-worker queues are small (see :mod:`nodes.pipeworker`), so PUSH
+   skips busy workers and a stopping worker takes few tasks with it. A send waits for room in bounded
+   steps; if no worker takes a task for WAIT_TIMEOUT the batch is abandoned with exit code 1.
+
+``inproc://`` peers produce no monitor events in libzmq, so there the wait can only tell that *some*
+pipeworker is attached (the socket is writable); a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from nodes import wire
+from nodes.lifecycle import Node, Pacer
+from nodes.log import event
+from nodes.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
+
+log = logging.getLogger(__name__)
+
+EXIT_GAVE_UP = 1
+
+
+class PeerCounter:
+    """Counts the peers connected to a bound socket from its monitor events.
+
+    Start it *before* ``bind`` so that no early connection goes uncounted. Only the owning
+    thread may call :meth:`poll` (zmq sockets are not thread-safe); others read :attr:`count`.
+    """
+
+    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.sock = sock
+        self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.count = 0
+
+    def poll(self) -> int:
+        """Apply the events queued so far (never blocks) and return the connected count."""
+        while self.monitor.poll(0):
+            msg = recv_monitor_message(self.monitor)
+            if msg["event"] == zmq.EVENT_ACCEPTED:
+                self.count += 1
+            elif msg["event"] == zmq.EVENT_DISCONNECTED:
+                self.count = max(0, self.count - 1)
+        return self.count
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(0)
+
+
+class Ventilator(Node):
+    one_shot = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        s = self.settings
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        self.batch: str = s.batch_id or f"{self.name}-{stamp}"
+        self.sent = 0
+        self.peers: PeerCounter | None = None
+
+    def extra_status(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "tasks": self.settings.tasks,
+            "sent": self.sent,
+            "connected_pipeworkers": self.peers.count if self.peers else None,
+        }
+
+    def serve(self) -> int:
+        s = self.settings
+        # The last tasks sent may wait for room at a busy worker: give them up to WAIT_TIMEOUT after
+        # the last send to get there (the default 1 s linger would drop them when tasks are slow).
+        linger = int(s.wait_timeout * 1000)
+        tasks = self.socket(zmq.PUSH, linger=linger, sndhwm=TASK_QUEUE, sndbuf=TASK_QUEUE_BYTES)
+        if not s.bind.startswith("inproc://"):
+            self.peers = PeerCounter(tasks)
+        try:
+            tasks.bind(s.bind)
+            event(log, "bound", endpoint=s.bind, socket="PUSH")
+            sink = self.socket(zmq.PUSH, connect=s.sink, immediate=1, linger=linger)
+            if not self.wait_for_pipeworkers(tasks):
+                return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {s.bind}")
+            announce = wire.make("batch", self.ids(), {"batch": self.batch, "size": s.tasks}, self.name)
+            if not self.send_bounded(sink, announce, s.wait_timeout):
+                return self.give_up(f"the sink at {s.sink} to accept the batch announcement")
+            self.stats.incr("announced")
+            event(log, "batch_announced", batch=self.batch, size=s.tasks, sink=s.sink)
+            return self.send_tasks(tasks)
+        finally:
+            if self.peers:
+                self.peers.poll()
+                self.peers.close()
+
+    def wait_for_pipeworkers(self, tasks: zmq.Socket) -> bool:
+        s = self.settings
+        if s.min_pipeworkers == 0:
+            return True
+        if self.peers is None:
+            event(log, "inproc_peer_count_unknown", logging.WARNING, hint="waiting for at least one pipeworker")
+            return self.wait_for(f"a pipeworker on {s.bind}", lambda: tasks.poll(0, zmq.POLLOUT), s.wait_timeout)
+        peers = self.peers
+        what = f"{s.min_pipeworkers} pipeworkers connected to {s.bind}"
+        return self.wait_for(what, lambda: peers.poll() >= s.min_pipeworkers, s.wait_timeout)
+
+    def send_tasks(self, tasks: zmq.Socket) -> int:
+        s = self.settings
+        pacer = Pacer(s.rate, self.stop)
+        started = time.monotonic()
+        for n in range(s.tasks):
+            if not pacer.wait():
+                break
+            frame = wire.make("task", self.ids(), {"batch": self.batch, "n": n, "work_ms": s.task_ms}, self.name)
+            if not self.send_bounded(tasks, frame, s.wait_timeout):
+                return self.give_up(f"a pipeworker to take task {n} of batch {self.batch}")
+            self.sent += 1
+            self.stats.incr("sent")
+            if self.peers:
+                self.peers.poll()
+        done = self.sent == s.tasks
+        event(
+            log,
+            "batch_sent" if done else "batch_interrupted",
+            logging.INFO if done else logging.WARNING,
+            batch=self.batch,
+            sent=self.sent,
+            tasks=s.tasks,
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+        return 0
+
+    def give_up(self, what: str) -> int:
+        """Exit code after a wait that failed: 0 if it was a stop request, else an error naming ``what``."""
+        if self.stop.is_set():
+            event(
+                log, "batch_interrupted", logging.WARNING, batch=self.batch, sent=self.sent, tasks=self.settings.tasks
+            )
+            return 0
+        event(log, "gave_up", logging.ERROR, waited_for=what, timeout_s=self.settings.wait_timeout, batch=self.batch)
+        return EXIT_GAVE_UP
+
+
+NODE = Ventilator
