@@ -1,0 +1,381 @@
+"""``python -m ops.cluster``: the container cluster for a person - up, down, status, scale, logs, demo.
+
+The Makefile's ``make up/down/status/scale/logs/demo`` call this. It drives one compose project
+(default ``mpc``, or ``-p NAME`` / ``$MPC_PROJECT``) through :mod:`ops.compose`, and reads every
+node's ``/status`` over its port published on 127.0.0.1 - never the logs - to show what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+
+from nodes import table
+from ops.compose import (
+    DEFAULT_PROJECT,
+    IMAGE,
+    SERVICE_LABEL,
+    ComposeError,
+    Project,
+    health_of,
+    image_exists,
+    label_of,
+    snapshot,
+    status_of,
+)
+
+#: Replica counts of ``up`` unless given.
+DEFAULT_SCALE = {"worker": 3, "pipeworker": 3, "subscriber": 2, "client": 2}
+#: ``scale`` options -> services.
+SCALE_OPTIONS = {"workers": "worker", "pipe_workers": "pipeworker", "subscribers": "subscriber"}
+#: The one-shot batch senders ``demo`` reruns; the long-running roles it needs.
+BATCH_SERVICES = ("client", "ventilator", "publisher", "zpub")
+PUBSUB = (("publisher", "subscriber"), ("zpub", "zsub"))
+NEEDED = ("broker", "worker", "sink", "pipeworker", "redis", "subscriber", "zsub")
+
+console = Console(width=max(Console().width, 120))
+
+
+def say(text: str = "") -> None:
+    console.print(text, highlight=False)
+
+
+def elapsed(t0: float) -> str:
+    return f"{time.monotonic() - t0:.1f}s"
+
+
+# --- up / down / status / scale / logs ---------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace, project: Project) -> int:
+    t0 = time.monotonic()
+    if not image_exists(IMAGE):
+        say(f"[red]image {IMAGE} not found[/]: build it first with `make image` (bash scripts/build-image.sh)")
+        return 1
+    scale = {"worker": args.workers, "pipeworker": args.pipe_workers, "subscriber": args.subscribers}
+    scale["client"] = args.clients
+    # The batch senders wait for every replica (handshakes), unless the caller chose otherwise.
+    for var, n in (("MIN_PIPEWORKERS", args.pipe_workers), ("MIN_SUBSCRIBERS", args.subscribers)):
+        project.env[var] = os.environ.get(var, str(n))
+    say(f"starting project [bold]{project.name}[/] from {IMAGE}: " + ", ".join(f"{s}={n}" for s, n in scale.items()))
+    timeout = args.timeout
+    try:
+        project.up(scale=scale)
+    except ComposeError as exc:  # e.g. a dependency never became healthy: say so, then show which and why
+        say(f"[red]{exc}[/]")
+        timeout = 10
+    try:
+        project.wait_healthy(timeout, expect=scale)
+    except ComposeError as exc:
+        say(f"[red]{exc}[/]")
+        say(f"look closer: python -m ops.cluster -p {project.name} logs SERVICE")
+        say(f"remove it:   python -m ops.cluster -p {project.name} down   (make down)")
+        return 1
+    show_status(project)
+    where_to_look(project)
+    n = len(project.containers(running=True))
+    say(f"[green]cluster up[/]: {n} containers healthy in {elapsed(t0)} (project {project.name})")
+    return 0
+
+
+def where_to_look(project: Project) -> None:
+    urls: dict[str, str] = {}
+    for label, url in project.targets():
+        urls.setdefault(label.rsplit("-", 1)[0], url)
+    say("where to look:")
+    say("  every node       make status          (python -m ops.cluster status)")
+    for service in ("broker", "sink", "subscriber", "zsub"):
+        if service in urls:
+            say(f"  {service:<16} {urls[service]}   (also /metrics, /healthz)")
+    say("  logs             make logs            make logs SERVICE=broker")
+    say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
+    say("  a counted run    make demo            stop it all: make down")
+
+
+def cmd_down(args: argparse.Namespace, project: Project) -> int:
+    t0 = time.monotonic()
+    n = len(project.containers())
+    project.down()
+    say(f"project {project.name}: removed {n} containers, its networks and volumes in {elapsed(t0)}")
+    return 0
+
+
+def show_status(project: Project) -> bool:
+    """Print the status table (plus stopped containers); True if every node is healthy."""
+    rows = table.fetch(project.targets())
+    if not rows:
+        say(f"project {project.name}: no running containers (start it with make up)")
+        return False
+    console.print(table.render(rows))
+    stopped = [c for c in project.containers() if c.attrs.get("State", {}).get("Status") != "running"]
+    for c in stopped:  # e.g. a killed worker: not in the table (no port), but worth a line
+        code = c.attrs.get("State", {}).get("ExitCode")
+        say(f"[yellow]{label_of(c)}[/] ({c.name}): {health_of(c)}, exit code {code}")
+    return all(table.healthy(doc) for _, doc in rows) and not stopped
+
+
+def cmd_status(args: argparse.Namespace, project: Project) -> int:
+    if args.json:
+        print(json.dumps(snapshot(project.targets()), indent=2))
+        return 0
+    return 0 if show_status(project) else 1
+
+
+def cmd_scale(args: argparse.Namespace, project: Project) -> int:
+    scale = {svc: getattr(args, opt) for opt, svc in SCALE_OPTIONS.items() if getattr(args, opt) is not None}
+    if not scale:
+        say("[red]nothing to scale[/]: give --workers N, --pipe-workers N and/or --subscribers N")
+        return 2
+    t0 = time.monotonic()
+    before = {svc: len(project.containers([svc], running=True)) for svc in scale}
+    # --no-recreate: running replicas keep serving; compose only adds or removes containers.
+    project.up(list(scale), scale, no_deps=True, recreate="no")
+    project.wait_healthy(120, services=list(scale), expect=scale)
+    say(", ".join(f"{svc}: {before[svc]} -> {n}" for svc, n in scale.items()) + f" in {elapsed(t0)}")
+    show_status(project)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, project: Project) -> int:
+    extra = ["--tail", str(args.tail)] + ([] if args.no_follow else ["-f"])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends following; not an error
+        project.compose("logs", *extra, *([args.service] if args.service else []), timeout=10**9)
+    return 0
+
+
+# --- demo: one counted batch of each pattern ---------------------------------------------------------
+
+
+def settle(check: Any, timeout: float) -> None:
+    """Poll ``check()`` until it is true or ``timeout`` passes (the report then shows what is missing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+
+
+def wait_for(what: str, check: Any, timeout: float) -> None:
+    settle(check, timeout)
+    if not check():
+        raise ComposeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def by_service(targets: Sequence[tuple[str, str]], service: str) -> list[tuple[str, str]]:
+    return [(label, url) for label, url in targets if label.rsplit("-", 1)[0].removesuffix("-run") == service]
+
+
+def expected_for(doc: Mapping[str, Any], published: Mapping[str, int]) -> int:
+    """Events a subscriber should get: the published counts of the topics it subscribed to (``*`` = all)."""
+    topics = doc.get("topics_subscribed") or ["*"]
+    return sum(n for t, n in published.items() if "*" in topics or t in topics)
+
+
+def topic_delta(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, int]:
+    old = (before or {}).get("topics") or {}
+    out = {
+        t: v.get("received", 0) - (old.get(t) or {}).get("received", 0) for t, v in (after.get("topics") or {}).items()
+    }
+    return {t: n for t, n in sorted(out.items()) if n}
+
+
+def caught_up(url: str, before: Mapping[str, Any] | None, published: Mapping[str, int]) -> bool:
+    """Whether the subscriber at ``url`` has received every event of its topics since ``before``."""
+    after = status_of(url)
+    return sum(topic_delta(before, after).values()) >= expected_for(after, published)
+
+
+def counter_delta(before: Mapping[str, Any] | None, after: Mapping[str, Any], *names: str) -> int:
+    old = (before or {}).get("counters") or {}
+    return sum(after.get("counters", {}).get(n, 0) - old.get(n, 0) for n in names)
+
+
+def shares(counts: Mapping[str, int], names: Mapping[str, str]) -> str:
+    total = sum(counts.values()) or 1
+    labelled = sorted((names.get(k, k), n) for k, n in counts.items())
+    return "  ".join(f"{label} {n} ({n / total:.0%})" for label, n in labelled)
+
+
+def cmd_demo(args: argparse.Namespace, project: Project) -> int:
+    t0 = time.monotonic()
+    running: dict[str, int] = {}
+    for c in project.containers(running=True):
+        svc = c.labels.get(SERVICE_LABEL, "?")
+        running[svc] = running.get(svc, 0) + 1
+    missing = [svc for svc in NEEDED if not running.get(svc)]
+    if missing:
+        say(f"[red]project {project.name} is missing {', '.join(missing)}[/]: start it with make up")
+        return 1
+    batch = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    clients = args.clients or running.get("client") or DEFAULT_SCALE["client"]
+    env = {
+        "REQUESTS": str(args.requests),
+        "RATE": "0",
+        "TASKS": str(args.tasks),
+        "TASK_MS": "1",
+        "PIPE_RATE": "0",
+        "BATCH_ID": batch,
+        "MIN_PIPEWORKERS": str(running["pipeworker"]),
+        "MESSAGES": str(args.messages),
+        "PUB_RATE": "0",
+        "MIN_SUBSCRIBERS": str(running["subscriber"]),
+        "ZMIN_SUBSCRIBERS": str(running["zsub"]),
+    }
+    say(f"demo on project {project.name}, batch {batch}:")
+    say(
+        f"  {clients} clients x {args.requests} requests -> {running['worker']} workers;"
+        f" {args.tasks} tasks -> {running['pipeworker']} pipeworkers;"
+        f" {args.messages} events each -> {running['subscriber']} Redis subscribers, {running['zsub']} zsub(s)"
+    )
+    # Stop the batches still running (make up's slow ones) first, so the counts below are this demo's only.
+    project.compose("rm", "-s", "-f", *BATCH_SERVICES, capture=True)
+    before = snapshot(project.targets())
+    project.up(BATCH_SERVICES, {"client": clients}, env=env, no_deps=True, recreate="force", quiet=True)
+    project.wait_healthy(args.timeout, services=BATCH_SERVICES, expect={"client": clients})
+    targets = project.targets()
+    for label, url in [t for svc in BATCH_SERVICES for t in by_service(targets, svc)]:
+        wait_for(f"{label} to finish its batch", lambda u=url: status_of(u)["state"] == "done", args.timeout)
+    sink_url = by_service(targets, "sink")[0][1]
+    settle(lambda: ((status_of(sink_url).get("batches") or {}).get(batch) or {}).get("complete"), 10)
+    for pub_svc, sub_svc in PUBSUB:
+        doc = status_of(by_service(targets, pub_svc)[0][1])
+        published = (doc.get("labelled") or {}).get("published_by_topic") or {}
+        for label, url in by_service(targets, sub_svc):
+            settle(functools.partial(caught_up, url, before.get(label), published), 10)
+    after = snapshot(targets)
+    names = {doc.get("node"): label for label, doc in after.items()}
+    lost = report(after, before, targets, names, batch)
+    say(f"[{'green' if lost == 0 else 'red'}]lost: {lost}[/] (demo took {elapsed(t0)}; make status for the table)")
+    return 0 if lost == 0 else 1
+
+
+def report(
+    after: dict[str, dict[str, Any]],
+    before: dict[str, dict[str, Any]],
+    targets: list[tuple[str, str]],
+    names: dict[str, str],
+    batch: str,
+) -> int:
+    """Print one summary block per pattern; returns how many messages were lost overall."""
+    lost = 0
+    # request-reply: the clients are fresh containers, so their own counts are exactly this batch
+    clients = [after[label] for label, _ in by_service(targets, "client")]
+    sent, replied, failed, retried = (sum(d["counters"].get(k, 0) for d in clients) for k in COUNTS)
+    per_worker: dict[str, int] = {}
+    for doc in clients:
+        for worker, n in ((doc.get("labelled") or {}).get("replies_by_worker") or {}).items():
+            per_worker[worker] = per_worker.get(worker, 0) + n
+    lost += sent - replied
+    say(f"[bold]request-reply[/]   sent {sent}  replied {replied}  failed {failed}  retried {retried}")
+    say(f"  replies by worker: {shares(per_worker, names)}")
+    # pipeline: the sink's ledger of this batch
+    ledger = after[by_service(targets, "sink")[0][0]]["batches"].get(batch) or {}
+    lost += ledger.get("missing") or 0
+    say(
+        f"[bold]pipeline[/]        size {ledger.get('size')}  distinct {ledger.get('distinct')}  "
+        f"missing {ledger.get('missing')}  duplicates {ledger.get('duplicates')}"
+    )
+    say(f"  results by pipeworker: {shares(ledger.get('by_worker') or {}, names)}")
+    # pub/sub, both transports: what each subscriber got since the batch started
+    for title, (pub_svc, sub_svc) in zip(("Redis pub/sub", "ZeroMQ pub/sub"), PUBSUB, strict=True):
+        published = (after[by_service(targets, pub_svc)[0][0]].get("labelled") or {}).get("published_by_topic") or {}
+        per_topic = " ".join(f"{t} {n}" for t, n in sorted(published.items()))
+        say(f"[bold]{title:<15}[/] published {sum(published.values())} ({per_topic})")
+        for label, _ in by_service(targets, sub_svc):
+            doc, old = after[label], before.get(label)
+            got = topic_delta(old, doc)
+            want = expected_for(doc, published)
+            anomalies = counter_delta(old, doc, "gaps", "duplicates", "out_of_order", "unexpected")
+            lost += max(0, want - sum(got.values()))
+            say(
+                f"  {label:<20} got {sum(got.values())}/{want}  "
+                + " ".join(f"{t} {n}" for t, n in got.items())
+                + f"  gaps+dups+reordered+unexpected {anomalies}"
+            )
+    return lost
+
+
+COUNTS = ("sent", "replied", "failed", "retried")
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.cluster",
+        description="Run the messaging-patterns cluster as docker compose containers (status ports on 127.0.0.1). "
+        "Tunables such as REQUESTS, RATE, WORK_MS, TASKS, MESSAGES are read from the environment "
+        "(see compose/compose.yaml).",
+    )
+    parser.add_argument(
+        "-p",
+        "--project",
+        default=DEFAULT_PROJECT,
+        help=f"compose project name (default {DEFAULT_PROJECT!r}, $MPC_PROJECT)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the cluster, wait until every container is healthy, show where to look")
+    up.add_argument("--workers", type=int, default=DEFAULT_SCALE["worker"], help="REP workers (default %(default)s)")
+    up.add_argument("--pipe-workers", type=int, default=DEFAULT_SCALE["pipeworker"], help="default %(default)s")
+    up.add_argument("--subscribers", type=int, default=DEFAULT_SCALE["subscriber"], help="default %(default)s")
+    up.add_argument("--clients", type=int, default=DEFAULT_SCALE["client"], help="default %(default)s")
+    up.add_argument("--timeout", type=float, default=180, help="seconds to wait for health (default %(default)s)")
+
+    sub.add_parser("down", help="remove this project's containers, networks and volumes (nothing else)")
+    st = sub.add_parser("status", help="table of every node: role, health, messages in/out, share of load")
+    st.add_argument("--json", action="store_true", help="print the /status documents as JSON")
+
+    sc = sub.add_parser("scale", help="change replica counts live (running replicas are not restarted)")
+    sc.add_argument("--workers", type=int, help="REP workers behind the broker")
+    sc.add_argument("--pipe-workers", type=int, help="pipeline workers")
+    sc.add_argument("--subscribers", type=int, help="Redis subscribers")
+
+    lg = sub.add_parser("logs", help="follow the JSON-lines logs (all services, or one)")
+    lg.add_argument("service", nargs="?", help="e.g. broker, worker, sink")
+    lg.add_argument("--tail", type=int, default=50, help="lines of history per container (default %(default)s)")
+    lg.add_argument("--no-follow", action="store_true", help="print and exit")
+
+    dm = sub.add_parser("demo", help="run one request, pipeline and pub/sub batch and print what was delivered")
+    dm.add_argument("--requests", type=int, default=500, help="requests per client (default %(default)s)")
+    dm.add_argument("--clients", type=int, default=0, help="client containers (default: as many as now, else 2)")
+    dm.add_argument("--tasks", type=int, default=1000, help="pipeline tasks (default %(default)s)")
+    dm.add_argument("--messages", type=int, default=400, help="events per publisher (default %(default)s)")
+    dm.add_argument("--timeout", type=float, default=120, help="seconds to wait for the batches (default %(default)s)")
+    return parser
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "scale": cmd_scale,
+    "logs": cmd_logs,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, Project(args.project))
+    except ComposeError as exc:
+        say(f"[red]error:[/] {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
