@@ -6,7 +6,7 @@ Connects PUSH to SINK_ENDPOINT   to announce the batch (id and size) before the 
 Order of a run, with no sleep anywhere:
 
 1. wait (at most WAIT_TIMEOUT) until MIN_PIPEWORKERS pipeworkers are connected, counted with a
-   socket monitor (ACCEPTED minus DISCONNECTED). Without this, PUSH would hand every task to the
+   socket monitor (:mod:`nodes.peers`: handshakes done minus disconnects). Without this, PUSH would hand every task to the
    first worker to connect while the others are still starting;
 2. announce the batch to the sink (``IMMEDIATE`` makes the send wait for a real connection, so the
    announcement is not parked in the queue of a sink that never came up);
@@ -25,45 +25,16 @@ import time
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from nodes import wire
 from nodes.lifecycle import Node, Pacer
 from nodes.log import event
+from nodes.peers import PeerCounter
 from nodes.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
 
 log = logging.getLogger(__name__)
 
 EXIT_GAVE_UP = 1
-
-
-class PeerCounter:
-    """Counts the peers connected to a bound socket from its monitor events.
-
-    Start it *before* ``bind`` so that no early connection goes uncounted. Only the owning
-    thread may call :meth:`poll` (zmq sockets are not thread-safe); others read :attr:`count`.
-    """
-
-    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-
-    def __init__(self, sock: zmq.Socket) -> None:
-        self.sock = sock
-        self.monitor = sock.get_monitor_socket(self.EVENTS)
-        self.count = 0
-
-    def poll(self) -> int:
-        """Apply the events queued so far (never blocks) and return the connected count."""
-        while self.monitor.poll(0):
-            msg = recv_monitor_message(self.monitor)
-            if msg["event"] == zmq.EVENT_ACCEPTED:
-                self.count += 1
-            elif msg["event"] == zmq.EVENT_DISCONNECTED:
-                self.count = max(0, self.count - 1)
-        return self.count
-
-    def close(self) -> None:
-        self.sock.disable_monitor()
-        self.monitor.close(0)
 
 
 class Ventilator(Node):
