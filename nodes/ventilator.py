@@ -6,8 +6,8 @@ Connects PUSH to SINK_ENDPOINT   to announce the batch (id and size) before the 
 Order of a run, with no sleep anywhere:
 
 1. wait (at most WAIT_TIMEOUT) until MIN_PIPEWORKERS pipeworkers are connected, counted with a
-   socket monitor (:mod:`nodes.peers`: handshakes done minus disconnects). Without this, PUSH would hand every task to the
-   first worker to connect while the others are still starting;
+   socket monitor (:mod:`nodes.peers`: handshakes done, minus disconnects). Without this, PUSH
+   would hand every task to the first worker to connect while the others are still starting;
 2. announce the batch to the sink (``IMMEDIATE`` makes the send wait for a real connection, so the
    announcement is not parked in the queue of a sink that never came up);
 3. send TASKS tasks paced by RATE. Per-worker queues are small (see :mod:`nodes.pipeworker`), so PUSH
