@@ -52,7 +52,7 @@ image: ## build the node image offline (base image by debootstrap, wheelhouse, m
 	bash scripts/build-image.sh
 
 up: image ## build the image, start the compose cluster, wait healthy, print where to look
-	$(PYTHON) -m ops.cluster up
+	$(PYTHON) -m ops.cluster up $(SCALE_FLAGS)
 
 down: ## stop and remove the compose cluster
 	$(PYTHON) -m ops.cluster down
