@@ -1,0 +1,267 @@
+"""Copies of node loops with one change each, to measure a change before proposing it (``--lab NAME``).
+
+Nothing here is used by the nodes. ``python -m bench --lab NAME[,NAME]`` adds, to every case whose
+roles have a variant NAME, one more variant in which those roles run the changed class (in a process
+of its own, like the node), measured interleaved with the node and the baselines and held to the same
+ratio goals; ``python -m bench.profile --compare`` does the same for the broker alone. Each variant
+subclasses the real node and overrides as little as possible, so the diff to propose is the override.
+Variants that patch a module constant do so in their own process only (never use them with --threads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import zmq
+
+from nodes.broker import BATCH, PEER_GONE, Broker
+from nodes.lifecycle import POLL_MS
+from nodes.pipeworker import Pipeworker
+from nodes.publisher import RedisCall, fatal, redis_client
+from nodes.subscriber import Subscriber
+from nodes.ventilator import Ventilator
+
+# msgpack of the envelope's first elements: fixarray(6), version 1; then the id (a str) and the kind.
+_HEAD = b"\x96\x01"
+_REQUEST, _REPLY = b"\xa7request", b"\xa5reply"
+
+
+def _kind_at(frame: bytes) -> bytes | None:
+    """The packed kind of an envelope frame, found by skipping the packed id (None if not an envelope)."""
+    if frame[:2] != _HEAD or len(frame) < 4:
+        return None
+    b = frame[2]
+    if 0xA0 <= b <= 0xBF:
+        start = 3 + (b & 0x1F)
+    elif b == 0xD9:
+        start = 4 + frame[3]
+    elif b == 0xDA:
+        start = 5 + int.from_bytes(frame[3:5], "big")
+    else:
+        return None
+    return frame[start : start + 8]
+
+
+class PeekKind(Broker):
+    """Validate a frame by its packed header and kind instead of a full msgpack decode + Envelope.
+
+    The frame count, delimiter, array header, version, id type and kind are still checked; a frame
+    that fails the quick check goes through the node's full validation, which names the reason and
+    counts the reject. What is no longer looked at on the hot path: the body, ``sent_at``, ``origin``
+    - so ``replies_by_worker`` is not counted by the broker (the client and each worker count it).
+    """
+
+    def _valid_request(self, frames: list[bytes]) -> bool:
+        if len(frames) == 3 and not frames[1] and _kind_at(frames[2]) == _REQUEST:
+            return True
+        return super()._valid_request(frames)
+
+    def _valid_reply(self, frames: list[bytes]) -> bool:
+        if len(frames) == 3 and not frames[1] and _kind_at(frames[2]) == _REPLY:
+            return True
+        return super()._valid_reply(frames)
+
+
+# pyzmq's send_multipart computes ``zmq.SNDMORE | flags`` per frame on IntFlag enums (Python-level
+# enum arithmetic, ~1 us a frame) and recv_multipart reads RCVMORE by enum: plain ints skip that.
+_NB = int(zmq.NOBLOCK)
+_MORE_NB = int(zmq.SNDMORE) | _NB
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def recv_frames(sock: zmq.Socket) -> list[bytes]:
+    """``sock.recv_multipart(zmq.NOBLOCK)`` with int flags."""
+    recv, more = sock.recv, sock.getsockopt
+    frames = [recv(_NB)]
+    while more(_RCVMORE):
+        frames.append(recv(_NB))
+    return frames
+
+
+def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """``sock.send_multipart(frames, zmq.NOBLOCK)`` with int flags (later parts of a message never block)."""
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, _MORE_NB)
+    send(frames[-1], _NB)
+
+
+class FastIO(Broker):
+    """The node's pumps with :func:`recv_frames` / :func:`send_frames` in place of the multipart sugar."""
+
+    def _pump_requests(self, front: zmq.Socket, back: zmq.Socket) -> None:
+        valid = self._valid_request
+        read = forwarded = 0
+        for _ in range(BATCH):
+            try:
+                frames = recv_frames(front)
+            except zmq.Again:
+                break
+            read += 1
+            if not valid(frames):
+                continue
+            try:
+                send_frames(back, frames)
+            except zmq.Again:  # every worker's queue is full: hold it and stop reading the frontend
+                self._held = frames
+                break
+            forwarded += 1
+        self.stats.counters["received"] += read
+        self._count_forwarded("requests", forwarded)
+
+    def _pump_replies(self, back: zmq.Socket, front: zmq.Socket) -> None:
+        valid, deliver = self._valid_reply, self._deliver
+        read = delivered = 0
+        for _ in range(BATCH):
+            try:
+                frames = recv_frames(back)
+            except zmq.Again:
+                break
+            read += 1
+            if valid(frames) and deliver(front, frames):
+                delivered += 1
+        self.stats.counters["received"] += read
+        self._count_forwarded("replies", delivered)
+
+    def _deliver(self, front: zmq.Socket, frames: list[bytes]) -> bool:
+        try:
+            send_frames(front, frames)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno not in PEER_GONE:
+                raise
+            return Broker._deliver(self, front, frames)  # counts and logs the undeliverable reply
+
+
+class FastIOPeek(FastIO, PeekKind):
+    """Both changes."""
+
+
+# --- subscriber: tenacity only when a call failed ------------------------------------------------
+
+
+class DirectSubscriber(Subscriber):
+    """The node's loop calling ``pubsub.get_message`` directly; the tenacity retry wraps only a call that failed.
+
+    The profile shows ~25% of the node's time in tenacity's per-call machinery (Retrying.__call__,
+    iter, set_result) although the call almost never fails. Behaviour on an outage is the same: the
+    failed read is retried through :class:`RedisCall`, which backs off, logs and counts the reconnect.
+    """
+
+    def serve(self) -> int:
+        s = self.settings
+        client = redis_client(s, self.name)
+        pubsub = client.pubsub()
+        call = RedisCall(self, "subscribe", attempts=None)
+        try:
+            if s.topics:
+                call(pubsub.subscribe, *s.topics)
+            else:
+                call(pubsub.psubscribe, "*")
+            get, handle, timeout = pubsub.get_message, self._handle, POLL_MS / 1000
+            while self.running():
+                try:
+                    message = get(False, timeout)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    message = call(get, False, timeout)
+                if message is not None:
+                    handle(message)
+        except redis.RedisError as exc:
+            return 0 if self.stop.is_set() else fatal(self, exc)
+        finally:
+            pubsub.close()
+            client.close()
+        return 0
+
+
+class DirectNoLabelSubscriber(DirectSubscriber):
+    """DirectSubscriber, and no per-message ``received_by_topic`` label (the per-topic summary has it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stats = self.stats
+        plain = stats.incr_label
+
+        def incr_label(group: str, key: str, n: int = 1) -> None:
+            if group != "received_by_topic":
+                plain(group, key, n)
+
+        stats.incr_label = incr_label  # type: ignore[method-assign]
+
+
+# --- pipeline: try the send first, poll the peer monitor less, deeper task queue -----------------
+
+
+class TrySend:
+    """Mixin: ``send_bounded`` tries a plain NOBLOCK send first and polls for room only when it fails.
+
+    The node polls for POLLOUT before every send (one more syscall and wake-up per message).
+    """
+
+    def send_bounded(self, sock: zmq.Socket, frame: bytes, timeout: float | None = None, **kw: Any) -> bool:
+        try:
+            sock.send(frame, _NB)
+            return True
+        except zmq.Again:
+            return super().send_bounded(sock, frame, timeout, **kw)  # type: ignore[misc]
+
+
+class _ThrottledPeers:
+    """PeerCounter that reads the monitor once every ``every`` calls (the node reads it once a task)."""
+
+    def __init__(self, inner: Any, every: int = 256) -> None:
+        self.inner, self.every, self.calls = inner, every, 0
+
+    @property
+    def count(self) -> int:
+        return self.inner.count
+
+    def poll(self) -> int:
+        self.calls += 1
+        return self.inner.poll() if self.calls % self.every == 0 else self.inner.count
+
+    def close(self) -> None:
+        self.inner.poll()
+        self.inner.close()
+
+
+class TrySendVentilator(TrySend, Ventilator):
+    def wait_for_pipeworkers(self, tasks: zmq.Socket) -> bool:
+        ok = super().wait_for_pipeworkers(tasks)
+        if self.peers is not None:
+            self.peers = _ThrottledPeers(self.peers)  # type: ignore[assignment]
+        return ok
+
+
+class TrySendPipeworker(TrySend, Pipeworker):
+    pass
+
+
+def _deeper_queue() -> None:
+    """TASK_QUEUE 10 -> 100 messages and its kernel buffer 4 KiB -> 64 KiB (this process only)."""
+    from nodes import pipeworker, ventilator
+
+    pipeworker.TASK_QUEUE = ventilator.TASK_QUEUE = 100
+    pipeworker.TASK_QUEUE_BYTES = ventilator.TASK_QUEUE_BYTES = 65536
+
+
+class QueueVentilator(TrySendVentilator):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _deeper_queue()
+        super().__init__(*args, **kwargs)
+
+
+class QueuePipeworker(TrySendPipeworker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _deeper_queue()
+        super().__init__(*args, **kwargs)
+
+
+#: role -> lab name -> class. A name shared by several roles changes all of them in one variant.
+VARIANTS: dict[str, dict[str, type]] = {
+    "broker": {"peek": PeekKind, "fastio": FastIO, "fastio-peek": FastIOPeek},
+    "subscriber": {"direct": DirectSubscriber, "direct-nolabel": DirectNoLabelSubscriber},
+    "ventilator": {"trysend": TrySendVentilator, "trysend-queue": QueueVentilator},
+    "pipeworker": {"trysend": TrySendPipeworker, "trysend-queue": QueuePipeworker},
+}
