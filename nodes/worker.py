@@ -1,0 +1,123 @@
+"""worker: the stateless service behind the broker; connects to BROKER_BACKEND, binds nothing.
+
+Workers are the scaled side, so they connect to the broker's stable backend endpoint and can
+come and go freely.
+
+proxy mode (default): a REP socket. REP strips the client's return address and restores it on
+the reply, so each request is one frame, and REP must answer it before it may read the next —
+hence a malformed request gets an error reply, never silence.
+
+lru mode (Paranoid Pirate, zguide ppworker): a DEALER socket. It says READY, sends a heartbeat
+every HEARTBEAT_IVL, and when the broker has been silent for HEARTBEAT_LIVENESS intervals it
+closes the socket and reconnects after a backoff of 1 s doubling to 32 s. Requests arrive as
+``[client, b"", request]`` and the reply goes back on the same address.
+
+A reply is an envelope of kind "reply" whose body echoes the request's id (the client checks
+it), names this worker and carries the request's n. WORK_MS of sleep stands in for real work.
+SIGTERM: the request in hand is finished and answered, then the node exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import zmq
+
+from nodes import wire
+from nodes.lifecycle import POLL_MS, Node
+from nodes.log import event
+
+log = logging.getLogger(__name__)
+
+#: lru mode: reconnect backoff after the broker goes silent, seconds (zguide ppworker).
+RECONNECT_INITIAL, RECONNECT_MAX = 1.0, 32.0
+
+
+class Worker(Node):
+    """Answers requests from the broker, one at a time."""
+
+    def serve(self) -> int:
+        return self._serve_lru() if self.settings.mode == "lru" else self._serve_rep()
+
+    def extra_status(self) -> dict:
+        return {"mode": self.settings.mode}
+
+    def answer(self, frames: list[bytes]) -> bytes:
+        """The reply to one request (``frames`` without the return address); an error reply if it is bad."""
+        self.stats.counters["received"] += 1
+        env = self.decode(frames[0], "broker") if len(frames) == 1 else None
+        if len(frames) != 1:
+            self.reject(f"expected one request frame, got {len(frames)}", "broker")
+        elif env is not None and (env.kind != "request" or not isinstance(env.body, dict)):
+            self.reject(f"expected a request with a map body, got kind {env.kind!r}", "broker")
+            env = None
+        if env is None:
+            body = {"error": "malformed request", "worker": self.name}
+        else:
+            if self.settings.work_ms:
+                time.sleep(self.settings.work_ms / 1000)  # the simulated work itself, not synchronisation
+            body = {"request_id": env.id, "worker": self.name, "n": env.body.get("n")}
+        return wire.make("reply", self.ids(), body, origin=self.name)
+
+    # --- proxy mode: REP ------------------------------------------------------------------------
+
+    def _serve_rep(self) -> int:
+        sock = self.socket(zmq.REP, connect=self.settings.broker)
+        while self.running():
+            if sock.poll(POLL_MS):
+                sock.send(self.answer(sock.recv_multipart()))
+                self.stats.counters["sent"] += 1
+        return 0
+
+    # --- lru mode: DEALER with READY, heartbeats and reconnect ----------------------------------
+
+    def _serve_lru(self) -> int:
+        s = self.settings
+        silent_after = s.heartbeat_ivl * s.heartbeat_liveness
+        backoff = RECONNECT_INITIAL
+        sock: zmq.Socket | None = None
+        reconnect_at = heard = heartbeat_at = 0.0
+        while self.running():
+            now = time.monotonic()
+            if sock is None:
+                if now < reconnect_at:  # backing off; keep beating health and watching the stop flag
+                    self.stop.wait(min(POLL_MS / 1000, reconnect_at - now))
+                    continue
+                sock = self.socket(zmq.DEALER, connect=s.broker)
+                self._control(sock, "ready")
+                heard, heartbeat_at = now, now + s.heartbeat_ivl
+            if sock.poll(POLL_MS):
+                heard, backoff = time.monotonic(), RECONNECT_INITIAL
+                self._handle_lru(sock, sock.recv_multipart())
+            now = time.monotonic()
+            if now - heard > silent_after:
+                event(log, "broker_silent", logging.WARNING, silent_s=round(now - heard, 2), reconnect_in_s=backoff)
+                self.close_socket(sock)
+                sock, reconnect_at = None, now + backoff
+                backoff = min(backoff * 2, RECONNECT_MAX)
+                self.stats.incr("reconnects")
+            elif now >= heartbeat_at:
+                self._control(sock, "heartbeat")
+                heartbeat_at = now + s.heartbeat_ivl
+        return 0
+
+    def _handle_lru(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        if len(frames) >= 3 and frames[1] == b"":  # [client, b"", request...]: answer on the same address
+            sock.send_multipart([frames[0], b"", self.answer(frames[2:])])
+            self.stats.counters["sent"] += 1
+        elif len(frames) == 1:  # a control frame from the broker
+            env = self.decode(frames[0], "broker")
+            if env is not None and env.kind != "heartbeat":
+                self.reject(f"unexpected control frame of kind {env.kind!r}", "broker")
+        else:
+            self.reject(f"expected [client, empty, request] or one control frame, got {len(frames)}", "broker")
+
+    def _control(self, sock: zmq.Socket, kind: str) -> None:
+        """Send READY or a heartbeat; if the broker is unreachable and the queue is full, skip it."""
+        with contextlib.suppress(zmq.Again):
+            sock.send(wire.make(kind, self.ids(), origin=self.name), zmq.NOBLOCK)
+
+
+NODE = Worker
