@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 import zmq
 
 from nodes.broker import BATCH, PEER_GONE, Broker
-from nodes.lifecycle import POLL_MS
 from nodes.pipeworker import Pipeworker
-from nodes.publisher import RedisCall, fatal, redis_client
 from nodes.subscriber import Subscriber
 from nodes.ventilator import Ventilator
 
@@ -141,42 +138,8 @@ class FastIOPeek(FastIO, PeekKind):
 # --- subscriber: tenacity only when a call failed ------------------------------------------------
 
 
-class DirectSubscriber(Subscriber):
-    """The node's loop calling ``pubsub.get_message`` directly; the tenacity retry wraps only a call that failed.
-
-    The profile shows ~25% of the node's time in tenacity's per-call machinery (Retrying.__call__,
-    iter, set_result) although the call almost never fails. Behaviour on an outage is the same: the
-    failed read is retried through :class:`RedisCall`, which backs off, logs and counts the reconnect.
-    """
-
-    def serve(self) -> int:
-        s = self.settings
-        client = redis_client(s, self.name)
-        pubsub = client.pubsub()
-        call = RedisCall(self, "subscribe", attempts=None)
-        try:
-            if s.topics:
-                call(pubsub.subscribe, *s.topics)
-            else:
-                call(pubsub.psubscribe, "*")
-            get, handle, timeout = pubsub.get_message, self._handle, POLL_MS / 1000
-            while self.running():
-                try:
-                    message = get(False, timeout)
-                except (redis.ConnectionError, redis.TimeoutError):
-                    message = call(get, False, timeout)
-                if message is not None:
-                    handle(message)
-        except redis.RedisError as exc:
-            return 0 if self.stop.is_set() else fatal(self, exc)
-        finally:
-            pubsub.close()
-            client.close()
-        return 0
-
-
-class DirectNoLabelSubscriber(DirectSubscriber):
-    """DirectSubscriber, and no per-message ``received_by_topic`` label (the per-topic summary has it)."""
+class NoLabelSubscriber(Subscriber):
+    """The subscriber without its per-message ``received_by_topic`` label (the per-topic summary has it)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -193,51 +156,6 @@ class DirectNoLabelSubscriber(DirectSubscriber):
 # --- pipeline: try the send first, poll the peer monitor less, deeper task queue -----------------
 
 
-class TrySend:
-    """Mixin: ``send_bounded`` tries a plain NOBLOCK send first and polls for room only when it fails.
-
-    The node polls for POLLOUT before every send (one more syscall and wake-up per message).
-    """
-
-    def send_bounded(self, sock: zmq.Socket, frame: bytes, timeout: float | None = None, **kw: Any) -> bool:
-        try:
-            sock.send(frame, _NB)
-            return True
-        except zmq.Again:
-            return super().send_bounded(sock, frame, timeout, **kw)  # type: ignore[misc]
-
-
-class _ThrottledPeers:
-    """PeerCounter that reads the monitor once every ``every`` calls (the node reads it once a task)."""
-
-    def __init__(self, inner: Any, every: int = 256) -> None:
-        self.inner, self.every, self.calls = inner, every, 0
-
-    @property
-    def count(self) -> int:
-        return self.inner.count
-
-    def poll(self) -> int:
-        self.calls += 1
-        return self.inner.poll() if self.calls % self.every == 0 else self.inner.count
-
-    def close(self) -> None:
-        self.inner.poll()
-        self.inner.close()
-
-
-class TrySendVentilator(TrySend, Ventilator):
-    def wait_for_pipeworkers(self, tasks: zmq.Socket) -> bool:
-        ok = super().wait_for_pipeworkers(tasks)
-        if self.peers is not None:
-            self.peers = _ThrottledPeers(self.peers)  # type: ignore[assignment]
-        return ok
-
-
-class TrySendPipeworker(TrySend, Pipeworker):
-    pass
-
-
 def _deeper_queue() -> None:
     """TASK_QUEUE 10 -> 100 messages and its kernel buffer 4 KiB -> 64 KiB (this process only)."""
     from nodes import pipeworker, ventilator
@@ -246,13 +164,13 @@ def _deeper_queue() -> None:
     pipeworker.TASK_QUEUE_BYTES = ventilator.TASK_QUEUE_BYTES = 65536
 
 
-class QueueVentilator(TrySendVentilator):
+class QueueVentilator(Ventilator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _deeper_queue()
         super().__init__(*args, **kwargs)
 
 
-class QueuePipeworker(TrySendPipeworker):
+class QueuePipeworker(Pipeworker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _deeper_queue()
         super().__init__(*args, **kwargs)
@@ -261,7 +179,7 @@ class QueuePipeworker(TrySendPipeworker):
 #: role -> lab name -> class. A name shared by several roles changes all of them in one variant.
 VARIANTS: dict[str, dict[str, type]] = {
     "broker": {"peek": PeekKind, "fastio": FastIO, "fastio-peek": FastIOPeek},
-    "subscriber": {"direct": DirectSubscriber, "direct-nolabel": DirectNoLabelSubscriber},
-    "ventilator": {"trysend": TrySendVentilator, "trysend-queue": QueueVentilator},
-    "pipeworker": {"trysend": TrySendPipeworker, "trysend-queue": QueuePipeworker},
+    "subscriber": {"nolabel": NoLabelSubscriber},
+    "ventilator": {"queue": QueueVentilator},
+    "pipeworker": {"queue": QueuePipeworker},
 }

@@ -56,7 +56,7 @@ class Client(Node):
     def serve(self) -> int:
         s = self.settings
         counters = self.stats.counters
-        pacer = Pacer(s.rate, self.stop)
+        pacer = Pacer(s.rate, self)
         payload = b"x" * s.payload_bytes
         started = time.monotonic()
         for n in range(1, s.requests + 1):

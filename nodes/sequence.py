@@ -199,10 +199,10 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
     if s.min_subscribers and not node.wait_for(waiting_for, ready, s.wait_timeout):
         return 0 if node.stop.is_set() else 1
     outbox = Outbox(node.ids.prefix, s.topics)
-    pacer = Pacer(s.rate, node.stop)
+    pacer = Pacer(s.rate, node)
     failed = 0
     event(log, "publishing", run=outbox.run, messages=s.messages, topics=list(s.topics), rate=s.rate)
-    while outbox.n < s.messages and node.running() and pacer.wait():
+    while outbox.n < s.messages and pacer.wait():
         topic, body = outbox.next()
         if send(topic, wire.make(EVENT, node.ids(), body, node.name)):
             node.stats.incr("sent")

@@ -34,6 +34,9 @@ from nodes.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
 
 log = logging.getLogger(__name__)
 
+#: Refresh the connected-pipeworker count shown on /status once per this many tasks, not per task.
+PEER_POLL_EVERY = 256
+
 EXIT_GAVE_UP = 1
 
 
@@ -94,7 +97,7 @@ class Ventilator(Node):
 
     def send_tasks(self, tasks: zmq.Socket) -> int:
         s = self.settings
-        pacer = Pacer(s.rate, self.stop)
+        pacer = Pacer(s.rate, self)
         started = time.monotonic()
         for n in range(s.tasks):
             if not pacer.wait():
@@ -104,7 +107,7 @@ class Ventilator(Node):
                 return self.give_up(f"a pipeworker to take task {n} of batch {self.batch}")
             self.sent += 1
             self.stats.incr("sent")
-            if self.peers:
+            if self.peers and n % PEER_POLL_EVERY == 0:
                 self.peers.poll()
         done = self.sent == s.tasks
         event(
