@@ -44,7 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--lab",
         default="",
         help="comma-separated bench.lab variants to add to the cases whose roles they change "
-        "(e.g. fastio,peek,nolabel,queue); a process per node only",
+        "(e.g. peek,nolabel,queue); a process per node only",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--threads", action="store_true", help="run every party as a thread of this process")

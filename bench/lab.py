@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import zmq
-
-from nodes.broker import BATCH, PEER_GONE, Broker
+from nodes.broker import Broker
 from nodes.pipeworker import Pipeworker
 from nodes.subscriber import Subscriber
 from nodes.ventilator import Ventilator
@@ -60,81 +58,6 @@ class PeekKind(Broker):
         return super()._valid_reply(frames)
 
 
-# pyzmq's send_multipart computes ``zmq.SNDMORE | flags`` per frame on IntFlag enums (Python-level
-# enum arithmetic, ~1 us a frame) and recv_multipart reads RCVMORE by enum: plain ints skip that.
-_NB = int(zmq.NOBLOCK)
-_MORE_NB = int(zmq.SNDMORE) | _NB
-_RCVMORE = int(zmq.RCVMORE)
-
-
-def recv_frames(sock: zmq.Socket) -> list[bytes]:
-    """``sock.recv_multipart(zmq.NOBLOCK)`` with int flags."""
-    recv, more = sock.recv, sock.getsockopt
-    frames = [recv(_NB)]
-    while more(_RCVMORE):
-        frames.append(recv(_NB))
-    return frames
-
-
-def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
-    """``sock.send_multipart(frames, zmq.NOBLOCK)`` with int flags (later parts of a message never block)."""
-    send = sock.send
-    for frame in frames[:-1]:
-        send(frame, _MORE_NB)
-    send(frames[-1], _NB)
-
-
-class FastIO(Broker):
-    """The node's pumps with :func:`recv_frames` / :func:`send_frames` in place of the multipart sugar."""
-
-    def _pump_requests(self, front: zmq.Socket, back: zmq.Socket) -> None:
-        valid = self._valid_request
-        read = forwarded = 0
-        for _ in range(BATCH):
-            try:
-                frames = recv_frames(front)
-            except zmq.Again:
-                break
-            read += 1
-            if not valid(frames):
-                continue
-            try:
-                send_frames(back, frames)
-            except zmq.Again:  # every worker's queue is full: hold it and stop reading the frontend
-                self._held = frames
-                break
-            forwarded += 1
-        self.stats.counters["received"] += read
-        self._count_forwarded("requests", forwarded)
-
-    def _pump_replies(self, back: zmq.Socket, front: zmq.Socket) -> None:
-        valid, deliver = self._valid_reply, self._deliver
-        read = delivered = 0
-        for _ in range(BATCH):
-            try:
-                frames = recv_frames(back)
-            except zmq.Again:
-                break
-            read += 1
-            if valid(frames) and deliver(front, frames):
-                delivered += 1
-        self.stats.counters["received"] += read
-        self._count_forwarded("replies", delivered)
-
-    def _deliver(self, front: zmq.Socket, frames: list[bytes]) -> bool:
-        try:
-            send_frames(front, frames)
-            return True
-        except zmq.ZMQError as exc:
-            if exc.errno not in PEER_GONE:
-                raise
-            return Broker._deliver(self, front, frames)  # counts and logs the undeliverable reply
-
-
-class FastIOPeek(FastIO, PeekKind):
-    """Both changes."""
-
-
 # --- subscriber: tenacity only when a call failed ------------------------------------------------
 
 
@@ -178,7 +101,7 @@ class QueuePipeworker(Pipeworker):
 
 #: role -> lab name -> class. A name shared by several roles changes all of them in one variant.
 VARIANTS: dict[str, dict[str, type]] = {
-    "broker": {"peek": PeekKind, "fastio": FastIO, "fastio-peek": FastIOPeek},
+    "broker": {"peek": PeekKind},
     "subscriber": {"nolabel": NoLabelSubscriber},
     "ventilator": {"queue": QueueVentilator},
     "pipeworker": {"queue": QueuePipeworker},

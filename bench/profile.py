@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variant",
         default="node",
-        help="node (the real broker) or a bench.lab broker variant: peek, fastio, fastio-peek",
+        help="node (the real broker) or a bench.lab broker variant: peek",
     )
     p.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile")
     p.add_argument("--count", type=int, default=20000)

@@ -52,7 +52,7 @@ PEER_GONE = (errno.EHOSTUNREACH, errno.EAGAIN)
 #: Log the first few undeliverable replies and lost workers individually, then every Nth.
 LOG_FIRST, LOG_EVERY = 10, 100
 #: Send flags as plain ints: pyzmq's enum arithmetic in send_multipart costs several times the send itself.
-_NOBLOCK, _MORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOBLOCK, _MORE_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.RCVMORE)
 
 
 def send_nowait(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -65,6 +65,19 @@ def send_nowait(sock: zmq.Socket, frames: list[bytes]) -> None:
     for frame in frames[:-1]:
         send(frame, _MORE_NOBLOCK)
     send(frames[-1], _NOBLOCK)
+
+
+def recv_nowait(sock: zmq.Socket) -> list[bytes]:
+    """``sock.recv_multipart(zmq.NOBLOCK)`` with int flags; raises zmq.Again when nothing is queued.
+
+    The later parts of a multipart message arrive together with the first, so only the first read
+    can raise zmq.Again.
+    """
+    recv, more = sock.recv, sock.getsockopt
+    frames = [recv(_NOBLOCK)]
+    while more(_RCVMORE):
+        frames.append(recv(_NOBLOCK))
+    return frames
 
 
 class Broker(Node):
@@ -270,10 +283,10 @@ class Broker(Node):
 
     def _drain(self, sock: zmq.Socket) -> Iterator[list[bytes]]:
         """Up to BATCH messages from ``sock`` without blocking, each counted under ``received``."""
-        recv, counters = sock.recv_multipart, self.stats.counters
+        counters = self.stats.counters
         for _ in range(BATCH):
             try:
-                frames = recv(_NOBLOCK)
+                frames = recv_nowait(sock)
             except zmq.Again:
                 return
             counters["received"] += 1

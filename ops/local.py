@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nodes.config import ROLES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_PORT = 17000
 #: Most instances of one scaled role: their status ports share one block of 100.
@@ -56,19 +58,8 @@ SINGLE_STATUS_OFFSETS = {
     "zsub": 16,
 }
 ONE_SHOT = ("client", "ventilator", "publisher", "zpub")
-#: Row order of the status table: each pattern's nodes together.
-TABLE_ORDER = (
-    "client",
-    "broker",
-    "worker",
-    "ventilator",
-    "pipeworker",
-    "sink",
-    "publisher",
-    "subscriber",
-    "zpub",
-    "zsub",
-)
+#: Row order of the status table: each pattern's nodes together (config.ROLES is in that order).
+TABLE_ORDER = ROLES
 BATCH_GROUP = "batch"
 
 
