@@ -113,12 +113,8 @@ class Client(Node):
 
     def _check(self, frames: list[bytes], request_id: str) -> wire.Envelope | None:
         """The reply if it answers ``request_id``; otherwise count it rejected (the REQ may send again)."""
-        env = self.decode(frames[0], "broker") if len(frames) == 1 else None
-        if len(frames) != 1:
-            self.reject(f"expected one reply frame, got {len(frames)}", "broker")
-        elif env is not None and (
-            env.kind != "reply" or not isinstance(env.body, dict) or env.body.get("request_id") != request_id
-        ):
+        env = self.decode_one(frames, "broker", ("reply",))
+        if env is not None and (not isinstance(env.body, dict) or env.body.get("request_id") != request_id):
             self.reject(f"reply does not answer request {request_id}", "broker")
             env = None
         return env

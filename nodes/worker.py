@@ -47,11 +47,9 @@ class Worker(Node):
     def answer(self, frames: list[bytes]) -> bytes:
         """The reply to one request (``frames`` without the return address); an error reply if it is bad."""
         self.stats.counters["received"] += 1
-        env = self.decode(frames[0], "broker") if len(frames) == 1 else None
-        if len(frames) != 1:
-            self.reject(f"expected one request frame, got {len(frames)}", "broker")
-        elif env is not None and (env.kind != "request" or not isinstance(env.body, dict)):
-            self.reject(f"expected a request with a map body, got kind {env.kind!r}", "broker")
+        env = self.decode_one(frames, "broker", ("request",))
+        if env is not None and not isinstance(env.body, dict):
+            self.reject("expected a request with a map body", "broker")
             env = None
         if env is None:
             body = {"error": "malformed request", "worker": self.name}
