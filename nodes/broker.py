@@ -40,7 +40,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from nodes import wire
 from nodes.lifecycle import POLL_MS, Node
-from nodes.log import event
+from nodes.log import event, worth_logging
 from nodes.workerqueue import WorkerQueue
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 BATCH = 256
 #: Send errors that mean "this peer cannot take it": gone (ROUTER_MANDATORY) or its queue is full.
 PEER_GONE = (errno.EHOSTUNREACH, errno.EAGAIN)
-#: Log the first few undeliverable replies and lost workers individually, then every Nth.
-LOG_FIRST, LOG_EVERY = 10, 100
 #: Send flags as plain ints: pyzmq's enum arithmetic in send_multipart costs several times the send itself.
 _NOBLOCK, _MORE_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.RCVMORE)
 
@@ -277,7 +275,7 @@ class Broker(Node):
             if exc.errno not in PEER_GONE:
                 raise
             n = self.stats.counters["undeliverable"] = self.stats.counters["undeliverable"] + 1
-            if n <= LOG_FIRST or n % LOG_EVERY == 0:
+            if worth_logging(n):
                 event(log, "undeliverable", logging.WARNING, client=frames[0].hex(), reason=exc.strerror, total=n)
             return False
 

@@ -26,7 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from nodes import wire
 from nodes.lifecycle import POLL_MS, Node, Pacer
-from nodes.log import event
+from nodes.log import event, worth_logging
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class Client(Node):
         if state.attempt_number > 1:
             self.stats.counters["retried"] += 1
             n = self.stats.counters["retried"]
-            if n <= 10 or n % 100 == 0:
+            if worth_logging(n):
                 event(log, "retrying", logging.WARNING, attempt=state.attempt_number, retried_total=n)
 
 

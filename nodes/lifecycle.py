@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 
 from nodes import wire
-from nodes.log import event
+from nodes.log import event, worth_logging
 from nodes.status import Stats, StatusServer
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ POLL_MS = 100
 _NOBLOCK = int(zmq.NOBLOCK)
 #: How long close() may spend flushing queued outgoing messages, ms.
 LINGER_MS = 1000
-#: Log the first few rejects individually, then every Nth, so a flood cannot drown the log.
-REJECT_LOG_FIRST, REJECT_LOG_EVERY = 10, 100
 
 
 class Node:
@@ -93,7 +91,7 @@ class Node:
 
     def running(self) -> bool:
         """Loop condition: marks the node alive for /healthz and says whether to go on."""
-        self.stats.last_beat = time.monotonic()
+        self.stats.beat()
         return not self.stop.is_set()
 
     def decode(self, frame: bytes, source: str) -> wire.Envelope | None:
@@ -118,7 +116,7 @@ class Node:
     def reject(self, reason: str, source: str) -> None:
         self.stats.counters["rejected"] += 1
         n = self.stats.counters["rejected"]
-        if n <= REJECT_LOG_FIRST or n % REJECT_LOG_EVERY == 0:
+        if worth_logging(n):
             event(log, "rejected", logging.WARNING, reason=reason, source=source, rejected_total=n)
 
     def send_bounded(

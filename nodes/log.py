@@ -46,6 +46,16 @@ def setup(node: str, role: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
 
 
+#: A repeated anomaly is logged the first LOG_FIRST times, then every LOG_EVERY-th: a flood of bad
+#: frames cannot drown the log, and the running total in each line says how many there were.
+LOG_FIRST, LOG_EVERY = 10, 100
+
+
+def worth_logging(n: int) -> bool:
+    """Whether the ``n``-th occurrence of a repeated anomaly gets its own log line."""
+    return n <= LOG_FIRST or n % LOG_EVERY == 0
+
+
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event; the fields become top-level JSON keys."""
     if logger.isEnabledFor(level):

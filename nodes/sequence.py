@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodes import wire
-from nodes.lifecycle import REJECT_LOG_EVERY, REJECT_LOG_FIRST, Pacer
-from nodes.log import event
+from nodes.lifecycle import Pacer
+from nodes.log import event, worth_logging
 
 if TYPE_CHECKING:
     from nodes.lifecycle import Node
@@ -142,10 +142,6 @@ class Tracker:
         return out
 
 
-def _worth_logging(n: int) -> bool:
-    return n <= REJECT_LOG_FIRST or n % REJECT_LOG_EVERY == 0
-
-
 class Inbox:
     """What both subscribers do with one delivered message: decode, validate, track, count, log anomalies."""
 
@@ -168,7 +164,7 @@ class Inbox:
             return
         if not self.tracker.expects(topic):
             stats.incr("unexpected")
-            if _worth_logging(stats.counters["unexpected"]):
+            if worth_logging(stats.counters["unexpected"]):
                 event(log, "unexpected_topic", logging.WARNING, topic=topic, source=source)
             return
         run, seq = env.body["run"], env.body["seq"]
@@ -179,7 +175,7 @@ class Inbox:
             return
         counter = {GAP: "gaps", LATE: "out_of_order", DUPLICATE: "duplicates"}[verdict]
         stats.incr(counter, skipped or 1)
-        if verdict == GAP or _worth_logging(stats.counters[counter]):
+        if verdict == GAP or worth_logging(stats.counters[counter]):
             event(log, verdict, logging.WARNING, topic=topic, run=run, seq=seq, missing=skipped, source=source)
 
     def status(self, subscribed: Iterable[str]) -> dict[str, Any]:
