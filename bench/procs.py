@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from nodes.status import get_json
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -192,8 +193,7 @@ class NodeProcess:
         )
 
     def get(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}{path}", timeout=2) as resp:
-            return json.loads(resp.read())
+        return get_json(f"http://127.0.0.1:{self.status_port}{path}")
 
     def status(self) -> dict[str, Any]:
         return self.get("/status")

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -87,6 +88,12 @@ class _Collector:
             for key, value in bucket.items():
                 fam.add_metric([snap["node"], snap["role"], key], value)
             yield fam
+
+
+def get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """GET one node's JSON document (``/status``, ``/healthz``); raises OSError when it does not answer."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
 
 
 class StatusServer:

@@ -12,14 +12,12 @@ containers, networks and volumes they created.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shlex
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.containers import Container
+
+from nodes.status import get_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
@@ -311,8 +311,7 @@ def _report_lines(containers: list[Container], problems: dict[str, str], short: 
 
 def status_of(url: str, timeout: float = 2.0) -> dict[str, Any]:
     """One node's /status document."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+    return get_json(url, timeout)
 
 
 def snapshot(targets: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
