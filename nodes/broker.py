@@ -24,8 +24,8 @@ SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silentl
 
 Counters: ``received`` (every message read, worker heartbeats included), ``requests`` and
 ``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``; lru mode adds
-``workers_lost``. /status adds ``workers_connected`` (backend socket monitor) and, in lru mode,
-``workers_ready``/``workers_busy``.
+``workers_lost``. /status adds ``workers_connected`` (workers whose handshake is done, counted by
+:mod:`nodes.peers`) and, in lru mode, ``workers_ready``/``workers_busy``.
 """
 
 from __future__ import annotations
@@ -33,49 +33,19 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections.abc import Iterator
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from nodes import wire
-from nodes.lifecycle import POLL_MS, Node
+from nodes.lifecycle import POLL_MS, Node, send_nowait
 from nodes.log import event, worth_logging
+from nodes.peers import PeerCounter
 from nodes.workerqueue import WorkerQueue
 
 log = logging.getLogger(__name__)
 
-#: Most messages read from one socket per pass before the other socket gets its turn.
-BATCH = 256
 #: Send errors that mean "this peer cannot take it": gone (ROUTER_MANDATORY) or its queue is full.
 PEER_GONE = (errno.EHOSTUNREACH, errno.EAGAIN)
-#: Send flags as plain ints: pyzmq's enum arithmetic in send_multipart costs several times the send itself.
-_NOBLOCK, _MORE_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.RCVMORE)
-
-
-def send_nowait(sock: zmq.Socket, frames: list[bytes]) -> None:
-    """``sock.send_multipart(frames, zmq.NOBLOCK)`` for the hot path; raises like it (zmq.Again: nothing sent).
-
-    libzmq counts a multipart message against the high-water mark as a whole, so once the first
-    frame is accepted the others are too, exactly as with ``send_multipart``.
-    """
-    send = sock.send
-    for frame in frames[:-1]:
-        send(frame, _MORE_NOBLOCK)
-    send(frames[-1], _NOBLOCK)
-
-
-def recv_nowait(sock: zmq.Socket) -> list[bytes]:
-    """``sock.recv_multipart(zmq.NOBLOCK)`` with int flags; raises zmq.Again when nothing is queued.
-
-    The later parts of a multipart message arrive together with the first, so only the first read
-    can raise zmq.Again.
-    """
-    recv, more = sock.recv, sock.getsockopt
-    frames = [recv(_NOBLOCK)]
-    while more(_RCVMORE):
-        frames.append(recv(_NOBLOCK))
-    return frames
 
 
 class Broker(Node):
@@ -87,11 +57,11 @@ class Broker(Node):
         for name in ("requests", "replies", "undeliverable"):
             self.stats.counters[name] = 0
         self.queue = WorkerQueue(s.heartbeat_ivl * s.heartbeat_liveness)
-        self.connected = 0  # worker connections to the backend, from its socket monitor
+        self.peers: PeerCounter | None = None  # workers connected to the backend (handshake done)
         self._held: list[bytes] | None = None  # a valid request read but not yet placed on the backend
 
     def extra_status(self) -> dict:
-        doc = {"mode": self.settings.mode, "workers_connected": self.connected}
+        doc = {"mode": self.settings.mode, "workers_connected": self.peers.count if self.peers else 0}
         if self.settings.mode == "lru":
             doc.update(workers_ready=len(self.queue), workers_busy=self.queue.busy)
         return doc
@@ -100,17 +70,14 @@ class Broker(Node):
         s = self.settings
         lru = s.mode == "lru"
         front = self.socket(zmq.ROUTER, bind=s.frontend, router_mandatory=1)
-        back = (
-            self.socket(zmq.ROUTER, bind=s.backend, router_mandatory=1)
-            if lru
-            else self.socket(zmq.DEALER, bind=s.backend)
-        )
-        monitor = back.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        back = self.socket(zmq.ROUTER, router_mandatory=1) if lru else self.socket(zmq.DEALER)
+        self.peers = PeerCounter(back)  # before bind, so that no worker connection goes uncounted
         try:
+            self.bind(back, s.backend)
+            monitor = self.peers.monitor
             return self._serve_lru(front, back, monitor) if lru else self._serve_proxy(front, back, monitor)
         finally:
-            back.disable_monitor()
-            monitor.close(0)
+            self.peers.close()
 
     # --- proxy mode -----------------------------------------------------------------------------
 
@@ -122,7 +89,7 @@ class Broker(Node):
             writable = self._flush_held(back) and back.get(zmq.EVENTS) & zmq.POLLOUT
             events = dict((reading if writable else blocked).poll(POLL_MS))
             if monitor in events:
-                self._count_connections(monitor)
+                self._count_connections()
             if events.get(back, 0) & zmq.POLLIN:
                 self._pump_replies(back, front)
             if front in events:
@@ -142,7 +109,7 @@ class Broker(Node):
 
     def _pump_requests(self, front: zmq.Socket, back: zmq.Socket) -> None:
         valid, forwarded = self._valid_request, 0
-        for frames in self._drain(front):
+        for frames in self.drain(front):
             if valid(frames):
                 try:
                     send_nowait(back, frames)
@@ -154,7 +121,7 @@ class Broker(Node):
 
     def _pump_replies(self, back: zmq.Socket, front: zmq.Socket) -> None:
         valid, deliver = self._valid_reply, self._deliver
-        self._count_forwarded("replies", sum(1 for f in self._drain(back) if valid(f) and deliver(front, f)))
+        self._count_forwarded("replies", sum(1 for f in self.drain(back) if valid(f) and deliver(front, f)))
 
     # --- lru mode -------------------------------------------------------------------------------
 
@@ -169,7 +136,7 @@ class Broker(Node):
                 self._held = None
             events = dict((reading if self.queue and self._held is None else waiting).poll(POLL_MS))
             if monitor in events:
-                self._count_connections(monitor)
+                self._count_connections()
             if back in events:
                 self._pump_workers(back, front)
             if front in events:
@@ -183,7 +150,7 @@ class Broker(Node):
         """Replies (forwarded; the worker is ready again) and READY/heartbeat frames from workers."""
         valid, deliver, queue = self._valid_reply, self._deliver, self.queue
         delivered = 0
-        for frames in self._drain(back):
+        for frames in self.drain(back):
             worker, rest = frames[0], frames[1:]
             if len(rest) == 1:
                 self._control(worker, rest[0])
@@ -206,7 +173,7 @@ class Broker(Node):
 
     def _pump_to_workers(self, front: zmq.Socket, back: zmq.Socket) -> None:
         valid, dispatch = self._valid_request, self._dispatch
-        for frames in self._drain(front):
+        for frames in self.drain(front):
             if valid(frames) and not dispatch(back, frames):
                 self._held = frames  # every ready worker turned out to be gone
                 break
@@ -279,34 +246,16 @@ class Broker(Node):
                 event(log, "undeliverable", logging.WARNING, client=frames[0].hex(), reason=exc.strerror, total=n)
             return False
 
-    def _drain(self, sock: zmq.Socket) -> Iterator[list[bytes]]:
-        """Up to BATCH messages from ``sock`` without blocking, each counted under ``received``."""
-        counters = self.stats.counters
-        for _ in range(BATCH):
-            try:
-                frames = recv_nowait(sock)
-            except zmq.Again:
-                return
-            counters["received"] += 1
-            yield frames
-
     def _count_forwarded(self, what: str, n: int) -> None:
         if n:
             counters = self.stats.counters
             counters[what] += n
             counters["sent"] += n
 
-    def _count_connections(self, monitor: zmq.Socket) -> None:
-        while True:
-            try:
-                msg = recv_monitor_message(monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if msg["event"] == zmq.EVENT_ACCEPTED:
-                self.connected += 1
-            elif msg["event"] == zmq.EVENT_DISCONNECTED:
-                self.connected = max(0, self.connected - 1)
-            event(log, "backend_peers", connected=self.connected, endpoint=msg["endpoint"])
+    def _count_connections(self) -> None:
+        before = self.peers.count
+        if self.peers.poll() != before:
+            event(log, "backend_peers", connected=self.peers.count, endpoint=self.settings.backend)
 
     @staticmethod
     def _poller(*registrations: tuple[zmq.Socket, int]) -> zmq.Poller:

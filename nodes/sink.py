@@ -41,11 +41,11 @@ class Sink(Node):
         results = self.socket(zmq.PULL, bind=self.settings.bind)
         while self.running():
             if results.poll(POLL_MS):
-                self.handle(results.recv_multipart())
+                for frames in self.drain(results):
+                    self.handle(frames)
         return 0
 
     def handle(self, frames: list[bytes]) -> None:
-        self.stats.incr("received")
         env = self.decode_one(frames, self.source, ("result", "batch"))
         if env is None:
             return

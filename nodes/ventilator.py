@@ -68,8 +68,7 @@ class Ventilator(Node):
         if not s.bind.startswith("inproc://"):
             self.peers = PeerCounter(tasks)
         try:
-            tasks.bind(s.bind)
-            event(log, "bound", endpoint=s.bind, socket="PUSH")
+            self.bind(tasks, s.bind)
             sink = self.socket(zmq.PUSH, connect=s.sink, immediate=1, linger=linger)
             if not self.wait_for_pipeworkers(tasks):
                 return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {s.bind}")
