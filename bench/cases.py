@@ -24,7 +24,7 @@ from bench import frames
 from bench.lab import VARIANTS as LAB
 from bench.load import DealerLoad, RedisSource, ReqLatency, ZmqSource
 from bench.procs import BenchError, Launcher, RedisServer, tcp
-from nodes import wire
+from nodes.core import wire
 
 #: Requests a DEALER client keeps in flight.
 WINDOW = 128

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes import wire
-from nodes.sequence import Outbox
+from nodes.core import wire
+from nodes.pubsub.sequence import Outbox
 
 #: Offset of the 9 digits of a request id in the packed envelope: fixarray(6), version 1, fixstr(10), "b".
 ID_DIGITS = slice(4, 13)

@@ -16,7 +16,6 @@ stderr); the bench writes commands on its stdin: ``expect`` (then ``armed`` and 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -43,18 +42,18 @@ def say(ev: str, **data: Any) -> None:
 def build(spec: dict[str, Any], ctx: zmq.Context, stop: threading.Event, own_process: bool = True) -> Any:
     """The node (as ``python -m nodes`` builds it) or baseline that SPEC names."""
     if "node" in spec:
-        from nodes import config
-        from nodes.log import setup
+        from nodes import roles
+        from nodes.core.log import setup
 
         role = spec["node"]
-        settings = config.load(role, environ=spec.get("env", {}))
+        settings = roles.load(role, environ=spec.get("env", {}))
         if own_process:
             setup(settings.name, role, settings.log_level)
         if spec.get("lab"):  # a bench.lab variant of the node
             from bench.lab import VARIANTS
 
             return VARIANTS[role][spec["lab"]](settings, ctx=ctx, stop=stop)
-        return importlib.import_module(f"nodes.{role}").NODE(settings, ctx=ctx, stop=stop)
+        return roles.get(role).node_class()(settings, ctx=ctx, stop=stop)
     from bench.baselines import BASELINES
 
     return BASELINES[spec["baseline"]](ctx, stop, **spec.get("args", {}))

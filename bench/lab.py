@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes.broker import Broker
-from nodes.pipeworker import Pipeworker
-from nodes.subscriber import Subscriber
-from nodes.ventilator import Ventilator
+from nodes.pipeline.pipeworker import Pipeworker
+from nodes.pipeline.ventilator import Ventilator
+from nodes.pubsub.subscriber import Subscriber
+from nodes.reqrep.broker import Broker
 
 # msgpack of the envelope's first elements: fixarray(6), version 1; then the id (a str) and the kind.
 _HEAD = b"\x96\x01"
@@ -81,7 +81,7 @@ class NoLabelSubscriber(Subscriber):
 
 def _deeper_queue() -> None:
     """TASK_QUEUE 10 -> 100 messages and its kernel buffer 4 KiB -> 64 KiB (this process only)."""
-    from nodes import pipeworker, ventilator
+    from nodes.pipeline import pipeworker, ventilator
 
     pipeworker.TASK_QUEUE = ventilator.TASK_QUEUE = 100
     pipeworker.TASK_QUEUE_BYTES = ventilator.TASK_QUEUE_BYTES = 65536

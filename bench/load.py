@@ -13,8 +13,8 @@ import zmq
 
 from bench import frames
 from bench.procs import BenchError
-from nodes import wire
-from nodes.zpub import HELLO
+from nodes.core import wire
+from nodes.pubsub.zpub import HELLO
 
 
 class DealerLoad:

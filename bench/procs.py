@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodes.status import get_json
+from nodes.core.status import get_json
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = "/usr/bin/redis-server"

@@ -7,31 +7,18 @@ Also: ``python -m nodes healthcheck`` (exit 0/1, for container healthchecks) and
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import threading
 import urllib.request
 
 import zmq
 
-from nodes import config
-from nodes.lifecycle import install_signal_handlers
-from nodes.log import setup
+from nodes import roles
+from nodes.core import config
+from nodes.core.lifecycle import install_signal_handlers
+from nodes.core.log import setup
 
 EXIT_CONFIG = 2
-
-ROLE_HELP = {
-    "client": "REQ client: sends REQUESTS requests through the broker, retrying on timeout (Lazy Pirate)",
-    "broker": "ROUTER frontend + DEALER backend (or ROUTER backend in lru mode): load balancing",
-    "worker": "REP worker (DEALER in lru mode): replies with its identity and the request id",
-    "ventilator": "PUSH: announces a batch to the sink, then fans TASKS tasks out to pipeworkers",
-    "pipeworker": "PULL tasks from the ventilator, PUSH results to the sink",
-    "sink": "PULL: fan-in ledger per batch (received, missing, duplicates, per-worker counts)",
-    "publisher": "Redis PUBLISH of MESSAGES messages over TOPICS with per-topic sequence numbers",
-    "subscriber": "Redis SUBSCRIBE to TOPICS; counts per topic and detects gaps and reordering",
-    "zpub": "ZeroMQ XPUB: publishes [topic, payload] once MIN_SUBSCRIBERS have subscribed",
-    "zsub": "ZeroMQ SUB: subscribes per topic (empty TOPICS = all) and checks sequence order",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Every option can also be set by the environment variable shown in its help.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="ROLE")
-    for role in config.ROLES:
-        p = sub.add_parser(role, help=ROLE_HELP[role], description=ROLE_HELP[role])
-        for f in config.fields_of(role):
+    for role in roles.ROLES.values():
+        kind = "one-shot batch" if role.one_shot else "long-running"
+        p = sub.add_parser(role.name, help=role.help, description=f"{role.help} ({role.pattern}, {kind}).")
+        for f in role.fields():
             default = f.default if not isinstance(f.default, tuple) else ",".join(f.default)
             p.add_argument(
                 config.flag_of(f),
@@ -78,17 +66,17 @@ def healthcheck(url: str | None) -> int:
 
 def run_role(role: str, overrides: dict[str, str]) -> int:
     try:
-        settings = config.load(role, overrides=overrides)
+        settings = roles.load(role, overrides=overrides)
+        node_class = roles.get(role).node_class()
     except config.ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup(settings.name, role, settings.log_level)
-    module = importlib.import_module(f"nodes.{role}")
     stop = threading.Event()
     install_signal_handlers(stop)
     ctx = zmq.Context()
     try:
-        return module.NODE(settings, ctx=ctx, stop=stop).run()
+        return node_class(settings, ctx=ctx, stop=stop).run()
     except zmq.ZMQError as exc:  # e.g. address in use, bad ipc path
         print(f"error: {role}: {exc}", file=sys.stderr)
         return 1
@@ -101,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "healthcheck":
         return healthcheck(args.url)
     if args.command == "table":
-        from nodes.table import main as table_main
+        from ops.table import main as table_main
 
         return table_main(args.urls, as_json=args.json)
     overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}

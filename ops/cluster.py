@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from nodes import table
+from ops import table
 from ops.compose import (
     DEFAULT_PROJECT,
     IMAGE,

@@ -27,7 +27,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from nodes.status import get_json
+from nodes.core.status import get_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"

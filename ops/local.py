@@ -38,14 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodes.config import ROLES
+from nodes import roles
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_PORT = 17000
 #: Most instances of one scaled role: their status ports share one block of 100.
 MAX_SCALED = 99
 #: Scaled roles -> index of their block of status ports after the fixed ones.
-SCALED = {"worker": 0, "pipeworker": 1, "subscriber": 2}
+SCALED = {role: i for i, role in enumerate(roles.scaled())}
 #: Fixed offsets from BASE_PORT.
 ENDPOINT_OFFSETS = {"frontend": 0, "backend": 1, "vent": 2, "sink": 3, "zpub": 4, "redis": 5}
 SINGLE_STATUS_OFFSETS = {
@@ -57,9 +57,9 @@ SINGLE_STATUS_OFFSETS = {
     "zpub": 15,
     "zsub": 16,
 }
-ONE_SHOT = ("client", "ventilator", "publisher", "zpub")
-#: Row order of the status table: each pattern's nodes together (config.ROLES is in that order).
-TABLE_ORDER = ROLES
+ONE_SHOT = roles.one_shot()
+#: Row order of the status table: each pattern's nodes together (the registry is in that order).
+TABLE_ORDER = roles.NAMES
 BATCH_GROUP = "batch"
 
 
@@ -540,7 +540,7 @@ def down(state: State, timeout: float = 30.0) -> int:
 
 
 def status(state: State, as_json: bool = False) -> int:
-    from nodes import table
+    from ops import table
 
     try:
         plan_doc = json.loads(state.plan_file.read_text())

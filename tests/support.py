@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nodes.status import get_json
+from nodes.core.status import get_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,11 @@ import msgpack
 import pytest
 import zmq
 
-from nodes import config, wire
-from nodes.pipeworker import Pipeworker
-from nodes.sink import Sink
-from nodes.ventilator import Ventilator
+from nodes import roles
+from nodes.core import wire
+from nodes.pipeline.pipeworker import Pipeworker
+from nodes.pipeline.sink import Sink
+from nodes.pipeline.ventilator import Ventilator
 from tests.support import NodeProc, free_port, get_json, wait_until
 
 
@@ -229,11 +230,11 @@ def test_ventilator_exits_nonzero_naming_what_it_waited_for(nodes: Any) -> None:
 def test_inproc_pipeline_in_one_process() -> None:
     ctx, stop = zmq.Context(), threading.Event()
     common = {"STATUS_PORT": "0", "WAIT_TIMEOUT": "10"}
-    sink = Sink(config.load("sink", {**common, "NODE_NAME": "sink", "SINK_BIND": "inproc://sink"}), ctx, stop)
+    sink = Sink(roles.load("sink", {**common, "NODE_NAME": "sink", "SINK_BIND": "inproc://sink"}), ctx, stop)
     peer = {**common, "VENT_ENDPOINT": "inproc://vent", "SINK_ENDPOINT": "inproc://sink"}
-    pws = [Pipeworker(config.load("pipeworker", {**peer, "NODE_NAME": f"pw{i}"}), ctx, stop) for i in range(2)]
+    pws = [Pipeworker(roles.load("pipeworker", {**peer, "NODE_NAME": f"pw{i}"}), ctx, stop) for i in range(2)]
     vent_env = {"VENT_BIND": "inproc://vent", "SINK_ENDPOINT": "inproc://sink", "TASKS": "300", "BATCH_ID": "ip"}
-    vent = Ventilator(config.load("ventilator", {**common, **vent_env, "MIN_PIPEWORKERS": "2"}), ctx, stop)
+    vent = Ventilator(roles.load("ventilator", {**common, **vent_env, "MIN_PIPEWORKERS": "2"}), ctx, stop)
     codes: dict[str, int] = {}
     threads = [
         threading.Thread(target=lambda n=n: codes.__setitem__(n.name, n.run()), daemon=True) for n in [sink, *pws]

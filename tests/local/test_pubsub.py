@@ -18,8 +18,10 @@ import msgpack
 import pytest
 import zmq
 
-from nodes import config, wire, zpub, zsub
-from nodes.sequence import hat_for
+from nodes import roles
+from nodes.core import wire
+from nodes.pubsub import zpub, zsub
+from nodes.pubsub.sequence import hat_for
 from tests.support import ROOT, NodeProc, free_port, wait_until
 
 TOPICS = ("catA", "catB", "catC", "catD")
@@ -209,8 +211,8 @@ def test_zmq_inproc_nodes_in_one_process() -> None:
     """inproc:// works when zpub and zsub are threads sharing one context."""
     ctx = zmq.Context()
     common = {"STATUS_PORT": "0", "MESSAGES": "100", "TOPICS": ",".join(TOPICS)}
-    pub = zpub.NODE(config.load("zpub", {**common, "ZPUB_BIND": "inproc://zpub", "MIN_SUBSCRIBERS": "1"}), ctx=ctx)
-    sub = zsub.NODE(config.load("zsub", {**common, "ZPUB_ENDPOINT": "inproc://zpub", "TOPICS": "catB"}), ctx=ctx)
+    pub = zpub.Zpub(roles.load("zpub", {**common, "ZPUB_BIND": "inproc://zpub", "MIN_SUBSCRIBERS": "1"}), ctx=ctx)
+    sub = zsub.Zsub(roles.load("zsub", {**common, "ZPUB_ENDPOINT": "inproc://zpub", "TOPICS": "catB"}), ctx=ctx)
     rc: dict[str, int] = {}
     threads = [threading.Thread(target=lambda n=n: rc.setdefault(n.role, n.run())) for n in (pub, sub)]
     try:

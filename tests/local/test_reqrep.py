@@ -19,10 +19,11 @@ import msgpack
 import pytest
 import zmq
 
-from nodes import config, wire
-from nodes.broker import Broker
-from nodes.client import Client
-from nodes.worker import Worker
+from nodes import roles
+from nodes.core import wire
+from nodes.reqrep.broker import Broker
+from nodes.reqrep.client import Client
+from nodes.reqrep.worker import Worker
 from tests.support import ROOT, NodeProc, free_port, get_json, wait_until
 
 WORKERS, CLIENTS, PER_CLIENT = 4, 2, 500
@@ -262,17 +263,17 @@ def test_inproc_nodes_as_threads(mode: str) -> None:
     common = {"STATUS_PORT": "0", "BROKER_MODE": mode, **LRU_ENV}
     ctx = zmq.Context()
     broker = Broker(
-        config.load(
+        roles.load(
             "broker", {**common, "NODE_NAME": "broker", "FRONTEND_BIND": "inproc://fe", "BACKEND_BIND": "inproc://be"}
         ),
         ctx=ctx,
     )
     workers = [
-        Worker(config.load("worker", {**common, "NODE_NAME": f"worker-{i}", "BROKER_BACKEND": "inproc://be"}), ctx=ctx)
+        Worker(roles.load("worker", {**common, "NODE_NAME": f"worker-{i}", "BROKER_BACKEND": "inproc://be"}), ctx=ctx)
         for i in (1, 2)
     ]
     client = Client(
-        config.load("client", {**common, "NODE_NAME": "client", "BROKER_FRONTEND": "inproc://fe", "REQUESTS": "300"}),
+        roles.load("client", {**common, "NODE_NAME": "client", "BROKER_FRONTEND": "inproc://fe", "REQUESTS": "300"}),
         ctx=ctx,
     )
     servers = [threading.Thread(target=n.run, name=n.name, daemon=True) for n in (broker, *workers)]

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from nodes import __main__ as cli
-from nodes import config
+from nodes import roles
+from nodes.core import config
 from tests.support import ROOT
 
 PASSWORD = {"REDIS_PASSWORD": "secret"}
@@ -26,7 +27,7 @@ def bad_value_for(f) -> str | None:
     return None
 
 
-ALL_FIELDS = [(role, f) for role in config.ROLES for f in config.fields_of(role)]
+ALL_FIELDS = [(role, f) for role in roles.NAMES for f in roles.fields_of(role)]
 
 
 @pytest.mark.parametrize(("role", "f"), ALL_FIELDS, ids=[f"{r}-{f.metadata['env']}" for r, f in ALL_FIELDS])
@@ -37,22 +38,22 @@ def test_every_parser_error_names_the_variable_and_the_role(role: str, f) -> Non
         return
     env = f.metadata["env"]
     with pytest.raises(config.ConfigError) as err:
-        config.load(role, environ={**PASSWORD, env: bad})
+        roles.load(role, environ={**PASSWORD, env: bad})
     message = str(err.value)
     assert message.startswith(f"{env}={bad!r} ")
     assert f"({role}: " in message
 
 
-@pytest.mark.parametrize("role", config.ROLES)
+@pytest.mark.parametrize("role", roles.NAMES)
 def test_defaults_load_for_every_role(role: str) -> None:
-    settings = config.load(role, environ=PASSWORD)
+    settings = roles.load(role, environ=PASSWORD)
     assert settings.role == role
     assert settings.status_port == 8000 and settings.hold is False
     assert settings.name.startswith(f"{role}-")  # ROLE-HOSTNAME unless NODE_NAME is set
 
 
 def test_environment_values_are_parsed() -> None:
-    s = config.load(
+    s = roles.load(
         "publisher",
         environ={
             **PASSWORD,
@@ -77,36 +78,36 @@ def test_environment_values_are_parsed() -> None:
 
 
 def test_flags_override_environment() -> None:
-    s = config.load("worker", environ={"WORK_MS": "5", "NODE_NAME": "env"}, overrides={"work_ms": "7"})
+    s = roles.load("worker", environ={"WORK_MS": "5", "NODE_NAME": "env"}, overrides={"work_ms": "7"})
     assert s.work_ms == 7.0
     assert s.name == "env"  # not overridden: the environment still applies
 
 
 def test_bad_flag_value_names_the_flag() -> None:
     with pytest.raises(config.ConfigError, match=r"^--work-ms='slow' is not a number of seconds"):
-        config.load("worker", environ={"WORK_MS": "5"}, overrides={"work_ms": "slow"})
+        roles.load("worker", environ={"WORK_MS": "5"}, overrides={"work_ms": "slow"})
 
 
 def test_none_override_falls_back_to_environment() -> None:
-    assert config.load("client", environ={"REQUESTS": "3"}, overrides={"requests": None}).requests == 3
+    assert roles.load("client", environ={"REQUESTS": "3"}, overrides={"requests": None}).requests == 3
 
 
 @pytest.mark.parametrize("role", ["publisher", "subscriber"])
 def test_redis_password_is_required(role: str) -> None:
     for environ in ({}, {"REDIS_PASSWORD": ""}):
         with pytest.raises(config.ConfigError, match=rf"^REDIS_PASSWORD is required for {role}"):
-            config.load(role, environ=environ)
-    assert config.load(role, environ=PASSWORD).redis_password == "secret"
+            roles.load(role, environ=environ)
+    assert roles.load(role, environ=PASSWORD).redis_password == "secret"
 
 
 def test_roles_without_redis_do_not_need_a_password() -> None:
-    for role in set(config.ROLES) - {"publisher", "subscriber"}:
-        config.load(role, environ={})
+    for role in set(roles.NAMES) - {"publisher", "subscriber"}:
+        roles.load(role, environ={})
 
 
 def test_unknown_role() -> None:
     with pytest.raises(config.ConfigError, match="unknown role 'nope'"):
-        config.load("nope", environ={})
+        roles.load("nope", environ={})
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ def test_unknown_role() -> None:
     + ["ipc:///tmp/mpc.sock", "inproc://backend"],
 )
 def test_connect_endpoints_accepted(value: str) -> None:
-    assert config.load("worker", environ={"BROKER_BACKEND": value}).broker == value
+    assert roles.load("worker", environ={"BROKER_BACKEND": value}).broker == value
 
 
 @pytest.mark.parametrize(
@@ -125,20 +126,20 @@ def test_connect_endpoints_accepted(value: str) -> None:
 )
 def test_connect_endpoints_rejected(value: str) -> None:
     with pytest.raises(config.ConfigError, match=r"^BROKER_BACKEND=.* is not an endpoint to connect to"):
-        config.load("worker", environ={"BROKER_BACKEND": value})
+        roles.load("worker", environ={"BROKER_BACKEND": value})
 
 
 @pytest.mark.parametrize(
     "value", ["tcp://*:5555", "tcp://*:*", "tcp://127.0.0.1:5555", "tcp://[::1]:1", "ipc:///tmp/x", "inproc://front"]
 )
 def test_bind_endpoints_accepted(value: str) -> None:
-    assert config.load("broker", environ={"FRONTEND_BIND": value}).frontend == value
+    assert roles.load("broker", environ={"FRONTEND_BIND": value}).frontend == value
 
 
 @pytest.mark.parametrize("value", ["", "*:5555", "tcp://*", "tcp://*:0", "tcp://*:70000", "pgm://x:1", "tcp://a b:1"])
 def test_bind_endpoints_rejected(value: str) -> None:
     with pytest.raises(config.ConfigError, match=r"^FRONTEND_BIND=.* is not an endpoint to bind"):
-        config.load("broker", environ={"FRONTEND_BIND": value})
+        roles.load("broker", environ={"FRONTEND_BIND": value})
 
 
 @pytest.mark.parametrize(
@@ -156,21 +157,21 @@ def test_bind_endpoints_rejected(value: str) -> None:
 )
 def test_parser_reasons(env: str, value: str, reason: str) -> None:
     with pytest.raises(config.ConfigError, match=rf"^{env}='{value}' {reason}"):
-        config.load("client", environ={env: value})
+        roles.load("client", environ={env: value})
 
 
 def test_broker_mode_choice() -> None:
-    assert config.load("broker", environ={"BROKER_MODE": "lru"}).mode == "lru"
+    assert roles.load("broker", environ={"BROKER_MODE": "lru"}).mode == "lru"
     with pytest.raises(config.ConfigError, match=r"^BROKER_MODE='fifo' must be one of proxy, lru"):
-        config.load("worker", environ={"BROKER_MODE": "fifo"})
+        roles.load("worker", environ={"BROKER_MODE": "fifo"})
 
 
 def test_topics() -> None:
-    assert config.load("zsub", environ={}).topics == ()  # empty = every topic
-    assert config.load("subscriber", environ={**PASSWORD}).topics == config.DEFAULT_TOPICS
-    assert config.load("zsub", environ={"TOPICS": "a.b:c-d_e"}).topics == ("a.b:c-d_e",)
+    assert roles.load("zsub", environ={}).topics == ()  # empty = every topic
+    assert roles.load("subscriber", environ={**PASSWORD}).topics == config.DEFAULT_TOPICS
+    assert roles.load("zsub", environ={"TOPICS": "a.b:c-d_e"}).topics == ("a.b:c-d_e",)
     with pytest.raises(config.ConfigError, match=r"^TOPICS='catA,cat B' has a bad topic name 'cat B'"):
-        config.load("zsub", environ={"TOPICS": "catA,cat B"})
+        roles.load("zsub", environ={"TOPICS": "catA,cat B"})
 
 
 # --- the command line ----------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_cli_help_lists_every_role() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
-    for role in config.ROLES:
+    for role in roles.NAMES:
         assert role in proc.stdout
 
 
@@ -212,13 +213,13 @@ def test_cli_config_error_exits_2_naming_the_variable() -> None:
     assert proc.stderr.startswith("config error: WORK_MS='slow' is not a number of seconds")
 
 
-@pytest.mark.parametrize("role", config.ROLES)
+@pytest.mark.parametrize("role", roles.NAMES)
 def test_every_role_help_shows_every_variable(role: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main([role, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for f in config.fields_of(role):
+    for f in roles.fields_of(role):
         assert f"{config.flag_of(f)} {f.metadata['env']}" in out
 
 

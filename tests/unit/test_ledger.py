@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.ledger import (
+from nodes.pipeline.ledger import (
     COUNTED,
     DUPLICATE,
     EXAMPLES,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nodes import sequence, wire
-from nodes.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for, problem
+from nodes.core import wire
+from nodes.pubsub import sequence
+from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for, problem
 
 
 def test_hat_follows_the_topic_suffix() -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from nodes import status, table
-from nodes.status import Stats, StatusServer
+from nodes.core import status
+from nodes.core.status import Stats, StatusServer
+from ops import table
 from tests.support import free_port
 
 

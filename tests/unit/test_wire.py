@@ -7,7 +7,7 @@ import time
 import msgpack
 import pytest
 
-from nodes import wire
+from nodes.core import wire
 
 
 def packed(*fields: object) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.workerqueue import WorkerQueue
+from nodes.reqrep.workerqueue import WorkerQueue
 
 
 class Clock:

@@ -25,9 +25,9 @@ import time
 
 import zmq
 
-from nodes import wire
-from nodes.lifecycle import POLL_MS, Node
-from nodes.log import event
+from nodes.core import wire
+from nodes.core.lifecycle import POLL_MS, Node
+from nodes.core.log import event
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,3 @@ class Worker(Node):
         """Send READY or a heartbeat; if the broker is unreachable and the queue is full, skip it."""
         with contextlib.suppress(zmq.Again):
             sock.send(wire.make(kind, self.ids(), origin=self.name), zmq.NOBLOCK)
-
-
-NODE = Worker

@@ -24,17 +24,15 @@ from typing import Any
 import zmq
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_when_event_set
 
-from nodes import wire
-from nodes.lifecycle import POLL_MS, Node, Pacer
-from nodes.log import event, worth_logging
+from nodes.core import wire
+from nodes.core.lifecycle import POLL_MS, Node, Pacer
+from nodes.core.log import event, worth_logging
 
 log = logging.getLogger(__name__)
 
 
 class Client(Node):
     """Sends a batch of requests through the broker and checks every reply."""
-
-    one_shot = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +123,3 @@ class Client(Node):
             n = self.stats.counters["retried"]
             if worth_logging(n):
                 event(log, "retrying", logging.WARNING, attempt=state.attempt_number, retried_total=n)
-
-
-NODE = Client

@@ -18,9 +18,9 @@ from typing import Any
 
 import zmq
 
-from nodes.lifecycle import Node
-from nodes.log import event
-from nodes.sequence import publish_batch
+from nodes.core.lifecycle import Node
+from nodes.core.log import event
+from nodes.pubsub.sequence import publish_batch
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ def send_hwm(messages: int) -> int:
 
 
 class Zpub(Node):
-    one_shot = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hellos: set[bytes] = set()
@@ -82,6 +80,3 @@ class Zpub(Node):
             elif notice[0] == 0 and topic in self.hellos:
                 self.hellos.discard(topic)
                 event(log, "goodbye", subscriber=topic[len(HELLO) :].decode("utf-8", "replace"), total=len(self.hellos))
-
-
-NODE = Zpub

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nodes import wire
-from nodes.lifecycle import Pacer
-from nodes.log import event, worth_logging
+from nodes.core import wire
+from nodes.core.lifecycle import Pacer
+from nodes.core.log import event, worth_logging
 
 if TYPE_CHECKING:
-    from nodes.lifecycle import Node
+    from nodes.core.lifecycle import Node
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import redis
 
-from nodes.lifecycle import Node
-from nodes.log import event
-from nodes.redisconn import RedisCall, fatal, redacted, redis_client, transient
-from nodes.sequence import publish_batch
+from nodes.core.lifecycle import Node
+from nodes.core.log import event
+from nodes.pubsub.redisconn import RedisCall, fatal, redacted, redis_client, transient
+from nodes.pubsub.sequence import publish_batch
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ PUBLISH_ATTEMPTS = 6
 
 
 class Publisher(Node):
-    one_shot = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stats.counters.update(failed=0, receivers=0)
@@ -75,6 +73,3 @@ class Publisher(Node):
         self.stats.incr("receivers", receivers)
         self.stats.incr_label("receivers_by_topic", topic, receivers)
         return True
-
-
-NODE = Publisher

@@ -20,10 +20,10 @@ from typing import Any
 
 import zmq
 
-from nodes import wire
-from nodes.ledger import DUPLICATE, MAX_BATCH_ID, OUT_OF_RANGE, BatchLedger, Ledger, announcement, task_ref
-from nodes.lifecycle import POLL_MS, Node
-from nodes.log import event
+from nodes.core import wire
+from nodes.core.lifecycle import POLL_MS, Node
+from nodes.core.log import event
+from nodes.pipeline.ledger import DUPLICATE, MAX_BATCH_ID, OUT_OF_RANGE, BatchLedger, Ledger, announcement, task_ref
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,3 @@ class Sink(Node):
             s = ledger.summary()
             fields = ("size", "received", "duplicates", "by_worker", "elapsed_s")
             event(log, "batch_complete", batch=ledger.batch, **{k: s[k] for k in fields})
-
-
-NODE = Sink

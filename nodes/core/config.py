@@ -14,20 +14,8 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-ROLES = (
-    "client",
-    "broker",
-    "worker",
-    "ventilator",
-    "pipeworker",
-    "sink",
-    "publisher",
-    "subscriber",
-    "zpub",
-    "zsub",
-)
 DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
 
 
@@ -130,6 +118,9 @@ def setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = tex
 
 @dataclass(frozen=True)
 class Common:
+    #: The role these settings belong to (set by each role's settings class).
+    ROLE: ClassVar[str] = ""
+
     node_name: str = setting("", "NODE_NAME", "name in logs, ids and /status (default: ROLE-HOSTNAME)")
     status_host: str = setting("127.0.0.1", "STATUS_HOST", "address the /healthz,/status,/metrics server binds")
     status_port: int = setting(8000, "STATUS_PORT", "port of the status server (0 = any free port)", port)
@@ -143,7 +134,7 @@ class Common:
 
     @property
     def role(self) -> str:
-        return ROLE_OF[type(self)]
+        return self.ROLE
 
 
 @dataclass(frozen=True)
@@ -178,6 +169,7 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class ClientSettings(Batch, Common):
+    ROLE: ClassVar[str] = "client"
     broker: str = setting("tcp://127.0.0.1:5555", "BROKER_FRONTEND", "broker frontend to connect", connect_endpoint)
     requests: int = setting(1000, "REQUESTS", "number of requests to send", whole)
     request_timeout: float = setting(2.5, "REQUEST_TIMEOUT", "seconds to wait for a reply before retrying", seconds)
@@ -187,18 +179,21 @@ class ClientSettings(Batch, Common):
 
 @dataclass(frozen=True)
 class BrokerSettings(Heartbeat, Common):
+    ROLE: ClassVar[str] = "broker"
     frontend: str = setting("tcp://*:5555", "FRONTEND_BIND", "ROUTER for clients", bind_endpoint)
     backend: str = setting("tcp://*:5556", "BACKEND_BIND", "DEALER (proxy) / ROUTER (lru) for workers", bind_endpoint)
 
 
 @dataclass(frozen=True)
 class WorkerSettings(Heartbeat, Common):
+    ROLE: ClassVar[str] = "worker"
     broker: str = setting("tcp://127.0.0.1:5556", "BROKER_BACKEND", "broker backend to connect", connect_endpoint)
     work_ms: float = setting(0.0, "WORK_MS", "simulated work per request, milliseconds", seconds)
 
 
 @dataclass(frozen=True)
 class VentilatorSettings(Batch, Common):
+    ROLE: ClassVar[str] = "ventilator"
     bind: str = setting("tcp://*:5557", "VENT_BIND", "PUSH endpoint pipeworkers connect to", bind_endpoint)
     sink: str = setting("tcp://127.0.0.1:5558", "SINK_ENDPOINT", "sink to announce the batch to", connect_endpoint)
     tasks: int = setting(1000, "TASKS", "number of tasks in the batch", whole)
@@ -209,6 +204,7 @@ class VentilatorSettings(Batch, Common):
 
 @dataclass(frozen=True)
 class PipeworkerSettings(Common):
+    ROLE: ClassVar[str] = "pipeworker"
     ventilator: str = setting(
         "tcp://127.0.0.1:5557", "VENT_ENDPOINT", "ventilator to pull tasks from", connect_endpoint
     )
@@ -217,66 +213,55 @@ class PipeworkerSettings(Common):
 
 @dataclass(frozen=True)
 class SinkSettings(Common):
+    ROLE: ClassVar[str] = "sink"
     bind: str = setting("tcp://*:5558", "SINK_BIND", "PULL endpoint for results and batch announcements", bind_endpoint)
 
 
 @dataclass(frozen=True)
 class PublisherSettings(Publish, Redis, Common):
-    pass
+    ROLE: ClassVar[str] = "publisher"
 
 
 @dataclass(frozen=True)
 class SubscriberSettings(Redis, Common):
+    ROLE: ClassVar[str] = "subscriber"
     topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics to subscribe to", topics)
 
 
 @dataclass(frozen=True)
 class ZpubSettings(Publish, Common):
+    ROLE: ClassVar[str] = "zpub"
     bind: str = setting("tcp://*:5559", "ZPUB_BIND", "XPUB endpoint subscribers connect to", bind_endpoint)
 
 
 @dataclass(frozen=True)
 class ZsubSettings(Common):
+    ROLE: ClassVar[str] = "zsub"
     endpoint: str = setting("tcp://127.0.0.1:5559", "ZPUB_ENDPOINT", "zpub to connect to", connect_endpoint)
     topics: tuple[str, ...] = setting((), "TOPICS", "comma-separated topics (empty = every topic)", topics)
 
 
-SETTINGS: dict[str, type[Common]] = {
-    "client": ClientSettings,
-    "broker": BrokerSettings,
-    "worker": WorkerSettings,
-    "ventilator": VentilatorSettings,
-    "pipeworker": PipeworkerSettings,
-    "sink": SinkSettings,
-    "publisher": PublisherSettings,
-    "subscriber": SubscriberSettings,
-    "zpub": ZpubSettings,
-    "zsub": ZsubSettings,
-}
-ROLE_OF: dict[type, str] = {cls: role for role, cls in SETTINGS.items()}
 REQUIRED = {"redis_password"}
-
-
-def fields_of(role: str) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(SETTINGS[role]))
 
 
 def flag_of(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def load(role: str, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Any:
-    """Build the settings of ``role`` from ``environ`` (default ``os.environ``) and flag overrides.
+def load(
+    settings: type[Common], environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+) -> Any:
+    """Build ``settings`` (a role's settings class) from ``environ`` (default ``os.environ``) and flag overrides.
 
     ``overrides`` maps field names to raw strings from the command line; they win over the
     environment. Raises :class:`ConfigError` naming the first bad variable.
     """
-    if role not in SETTINGS:
-        raise ConfigError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     environ = os.environ if environ is None else environ
     overrides = overrides or {}
+    role = settings.ROLE
+    fields = dataclasses.fields(settings)
     values: dict[str, Any] = {}
-    for f in fields_of(role):
+    for f in fields:
         env = f.metadata["env"]
         if overrides.get(f.name) is not None:
             raw, source = overrides[f.name], flag_of(f)
@@ -288,8 +273,7 @@ def load(role: str, environ: Mapping[str, str] | None = None, overrides: Mapping
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} {exc} ({role}: {f.metadata['help']})") from None
-    for name in REQUIRED:
-        if any(f.name == name for f in fields_of(role)) and not values.get(name):
-            f = next(f for f in fields_of(role) if f.name == name)
+    for f in fields:
+        if f.name in REQUIRED and not values.get(f.name):
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
-    return SETTINGS[role](**values)
+    return settings(**values)

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from nodes.log import event
+from nodes.core.log import event
 
 log = logging.getLogger(__name__)
 

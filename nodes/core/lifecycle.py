@@ -23,9 +23,9 @@ from typing import Any
 
 import zmq
 
-from nodes import wire
-from nodes.log import event, worth_logging
-from nodes.status import Stats, StatusServer
+from nodes.core import config, wire
+from nodes.core.log import event, worth_logging
+from nodes.core.status import Stats, StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ def recv_nowait(sock: zmq.Socket) -> list[bytes]:
 
 
 class Node:
-    """Base class of every role. Subclasses set ``one_shot`` and implement :meth:`serve`."""
-
-    #: True for roles that send a bounded batch and then finish (client, ventilator, publishers).
-    one_shot = False
+    """Base class of every role. Subclasses implement :meth:`serve`."""
 
     def __init__(self, settings: Any, ctx: zmq.Context | None = None, stop: threading.Event | None = None) -> None:
         self.settings = settings
@@ -80,6 +77,8 @@ class Node:
         self.stats = Stats(self.name, self.role)
         self.ids = wire.IdMaker(self.name)
         self.max_size: int = settings.max_msg_size
+        #: A batch role (client, ventilator, publishers) sends a bounded batch and then finishes.
+        self.one_shot = isinstance(settings, config.Batch)
         self.status_server: StatusServer | None = None
         self._sockets: list[zmq.Socket] = []
 

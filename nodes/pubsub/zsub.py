@@ -14,10 +14,10 @@ from typing import Any
 
 import zmq
 
-from nodes.lifecycle import POLL_MS, Node
-from nodes.log import event
-from nodes.sequence import Inbox
-from nodes.zpub import HELLO
+from nodes.core.lifecycle import POLL_MS, Node
+from nodes.core.log import event
+from nodes.pubsub.sequence import Inbox
+from nodes.pubsub.zpub import HELLO
 
 log = logging.getLogger(__name__)
 SOURCE = "zpub"
@@ -54,6 +54,3 @@ class Zsub(Node):
 
     def extra_status(self) -> dict[str, Any]:
         return self.inbox.status(self.settings.topics or ["*"])
-
-
-NODE = Zsub

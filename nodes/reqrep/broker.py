@@ -36,11 +36,11 @@ import time
 
 import zmq
 
-from nodes import wire
-from nodes.lifecycle import POLL_MS, Node, send_nowait
-from nodes.log import event, worth_logging
-from nodes.peers import PeerCounter
-from nodes.workerqueue import WorkerQueue
+from nodes.core import wire
+from nodes.core.lifecycle import POLL_MS, Node, send_nowait
+from nodes.core.log import event, worth_logging
+from nodes.core.peers import PeerCounter
+from nodes.reqrep.workerqueue import WorkerQueue
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,3 @@ class Broker(Node):
         for sock, flags in registrations:
             poller.register(sock, flags)
         return poller
-
-
-NODE = Broker

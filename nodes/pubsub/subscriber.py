@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 
-from nodes.lifecycle import POLL_MS, Node
-from nodes.log import event
-from nodes.redisconn import RedisCall, fatal, redis_client
-from nodes.sequence import Inbox
+from nodes.core.lifecycle import POLL_MS, Node
+from nodes.core.log import event
+from nodes.pubsub.redisconn import RedisCall, fatal, redis_client
+from nodes.pubsub.sequence import Inbox
 
 log = logging.getLogger(__name__)
 ALL = "*"
@@ -71,6 +71,3 @@ class Subscriber(Node):
 
     def extra_status(self) -> dict[str, Any]:
         return self.inbox.status(list(self.subscribed))
-
-
-NODE = Subscriber

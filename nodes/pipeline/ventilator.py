@@ -26,11 +26,11 @@ from typing import Any
 
 import zmq
 
-from nodes import wire
-from nodes.lifecycle import Node, Pacer
-from nodes.log import event
-from nodes.peers import PeerCounter
-from nodes.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
+from nodes.core import wire
+from nodes.core.lifecycle import Node, Pacer
+from nodes.core.log import event
+from nodes.core.peers import PeerCounter
+from nodes.pipeline.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ EXIT_GAVE_UP = 1
 
 
 class Ventilator(Node):
-    one_shot = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         s = self.settings
@@ -129,6 +127,3 @@ class Ventilator(Node):
             return 0
         event(log, "gave_up", logging.ERROR, waited_for=what, timeout_s=self.settings.wait_timeout, batch=self.batch)
         return EXIT_GAVE_UP
-
-
-NODE = Ventilator

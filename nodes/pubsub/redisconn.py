@@ -19,8 +19,8 @@ import tenacity
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from nodes.lifecycle import Node
-from nodes.log import event
+from nodes.core.lifecycle import Node
+from nodes.core.log import event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,10 +30,10 @@ from collections.abc import Callable
 
 import zmq
 
-from nodes import wire
-from nodes.ledger import task_ref
-from nodes.lifecycle import LINGER_MS, POLL_MS, Node
-from nodes.log import event
+from nodes.core import wire
+from nodes.core.lifecycle import LINGER_MS, POLL_MS, Node
+from nodes.core.log import event
+from nodes.pipeline.ledger import task_ref
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,3 @@ class Pipeworker(Node):
                 self.stats.incr("results_dropped")
                 event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
         return 0
-
-
-NODE = Pipeworker

@@ -1,0 +1,164 @@
+"""The role registry: the one place that knows which roles exist and how each one is wired.
+
+Everything that needs the list of roles reads it from here: ``python -m nodes --help``, the local
+cluster (``ops.local``: port plan and supervisor programs), the compose checks, the bench and the
+tests. A role is declared once: its pattern, its node class, its settings class, whether it is a
+one-shot batch (client, ventilator, publishers: the roles whose settings are
+:class:`config.Batch`) or long-running, and whether it is *stable* (binds
+endpoints that others connect to, one instance) or *scaled* (only connects, any number of replicas).
+The endpoints a role binds and connects are not written here a second time: they are the settings
+whose parser is :func:`config.bind_endpoint` or :func:`config.connect_endpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nodes.core import config
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    pattern: str
+    #: "package.module:Class" of the node, imported only when the role runs.
+    node: str
+    settings: type[config.Common]
+    help: str
+    scaled: bool = False
+
+    @property
+    def one_shot(self) -> bool:
+        """A batch role: sends a bounded batch, then finishes (its settings have RATE and WAIT_TIMEOUT)."""
+        return issubclass(self.settings, config.Batch)
+
+    def node_class(self) -> type:
+        module, _, cls = self.node.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def fields(self) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(self.settings))
+
+    def envs(self) -> set[str]:
+        """Every environment variable this role reads."""
+        return {f.metadata["env"] for f in self.fields()}
+
+    def endpoints(self, parser: Any) -> tuple[str, ...]:
+        return tuple(f.metadata["env"] for f in self.fields() if f.metadata["parse"] is parser)
+
+    @property
+    def binds(self) -> tuple[str, ...]:
+        return self.endpoints(config.bind_endpoint)
+
+    @property
+    def connects(self) -> tuple[str, ...]:
+        return self.endpoints(config.connect_endpoint)
+
+
+_ROLES = (
+    Role(
+        "client",
+        "reqrep",
+        "nodes.reqrep.client:Client",
+        config.ClientSettings,
+        "REQ client: sends REQUESTS requests through the broker, retrying on timeout (Lazy Pirate)",
+    ),
+    Role(
+        "broker",
+        "reqrep",
+        "nodes.reqrep.broker:Broker",
+        config.BrokerSettings,
+        "ROUTER frontend + DEALER backend (or ROUTER backend in lru mode): load balancing",
+    ),
+    Role(
+        "worker",
+        "reqrep",
+        "nodes.reqrep.worker:Worker",
+        config.WorkerSettings,
+        "REP worker (DEALER in lru mode): replies with its identity and the request id",
+        scaled=True,
+    ),
+    Role(
+        "ventilator",
+        "pipeline",
+        "nodes.pipeline.ventilator:Ventilator",
+        config.VentilatorSettings,
+        "PUSH: announces a batch to the sink, then fans TASKS tasks out to pipeworkers",
+    ),
+    Role(
+        "pipeworker",
+        "pipeline",
+        "nodes.pipeline.pipeworker:Pipeworker",
+        config.PipeworkerSettings,
+        "PULL tasks from the ventilator, PUSH results to the sink",
+        scaled=True,
+    ),
+    Role(
+        "sink",
+        "pipeline",
+        "nodes.pipeline.sink:Sink",
+        config.SinkSettings,
+        "PULL: fan-in ledger per batch (received, missing, duplicates, per-worker counts)",
+    ),
+    Role(
+        "publisher",
+        "pubsub",
+        "nodes.pubsub.publisher:Publisher",
+        config.PublisherSettings,
+        "Redis PUBLISH of MESSAGES messages over TOPICS with per-topic sequence numbers",
+    ),
+    Role(
+        "subscriber",
+        "pubsub",
+        "nodes.pubsub.subscriber:Subscriber",
+        config.SubscriberSettings,
+        "Redis SUBSCRIBE to TOPICS; counts per topic and detects gaps and reordering",
+        scaled=True,
+    ),
+    Role(
+        "zpub",
+        "pubsub",
+        "nodes.pubsub.zpub:Zpub",
+        config.ZpubSettings,
+        "ZeroMQ XPUB: publishes [topic, payload] once MIN_SUBSCRIBERS have subscribed",
+    ),
+    Role(
+        "zsub",
+        "pubsub",
+        "nodes.pubsub.zsub:Zsub",
+        config.ZsubSettings,
+        "ZeroMQ SUB: subscribes per topic (empty TOPICS = all) and checks sequence order",
+    ),
+)
+#: Role name -> Role, in the order of the diagram (each pattern's roles together).
+ROLES: dict[str, Role] = {r.name: r for r in _ROLES}
+NAMES: tuple[str, ...] = tuple(ROLES)
+PATTERNS: tuple[str, ...] = tuple(dict.fromkeys(r.pattern for r in _ROLES))
+
+
+def get(name: str) -> Role:
+    try:
+        return ROLES[name]
+    except KeyError:
+        raise config.ConfigError(f"unknown role {name!r}: choose one of {', '.join(NAMES)}") from None
+
+
+def one_shot() -> tuple[str, ...]:
+    return tuple(r.name for r in _ROLES if r.one_shot)
+
+
+def scaled() -> tuple[str, ...]:
+    return tuple(r.name for r in _ROLES if r.scaled)
+
+
+def fields_of(name: str) -> list[dataclasses.Field]:
+    return get(name).fields()
+
+
+def load(name: str, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Any:
+    """The settings of role ``name`` from the environment and flag overrides (see :func:`config.load`)."""
+    return config.load(get(name).settings, environ, overrides)
