@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 
 from bench.frames import REPLY_KIND, REQUEST_KIND
-from nodes.pubsub.zpub import HELLO
+from nodes.pubsub.protocol import HELLO
 
 POLL_MS = 100
 #: One-shot sources close right after their last send: let queued messages out (bounded), as nodes do.

@@ -81,10 +81,10 @@ class NoLabelSubscriber(Subscriber):
 
 def _deeper_queue() -> None:
     """TASK_QUEUE 10 -> 100 messages and its kernel buffer 4 KiB -> 64 KiB (this process only)."""
-    from nodes.pipeline import pipeworker, ventilator
+    from nodes.pipeline import protocol
 
-    pipeworker.TASK_QUEUE = ventilator.TASK_QUEUE = 100
-    pipeworker.TASK_QUEUE_BYTES = ventilator.TASK_QUEUE_BYTES = 65536
+    protocol.TASK_QUEUE = 100
+    protocol.TASK_QUEUE_BYTES = 65536
 
 
 class QueueVentilator(Ventilator):

@@ -14,7 +14,7 @@ import zmq
 from bench import frames
 from bench.procs import BenchError
 from nodes.core import wire
-from nodes.pubsub.zpub import HELLO
+from nodes.pubsub.protocol import HELLO
 
 
 class DealerLoad:

@@ -1,7 +1,7 @@
 """``python -m nodes <role> [--flag value ...]``: start one node. Flags override environment variables.
 
-Also: ``python -m nodes healthcheck`` (exit 0/1, for container healthchecks) and
-``python -m nodes table URL...`` (the status table of running nodes).
+Also: ``python -m nodes healthcheck`` (exit 0/1, for container healthchecks). The status table of
+running nodes is the operator's side: ``python -m ops.table URL...``.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
             )
     hc = sub.add_parser("healthcheck", help="exit 0 if the node on STATUS_PORT answers /healthz with 200")
     hc.add_argument("--url", default=None, help="default http://127.0.0.1:$STATUS_PORT/healthz")
-    tb = sub.add_parser("table", help="print the status table of the nodes at the given /status URLs")
-    tb.add_argument("urls", nargs="+", metavar="[LABEL=]URL")
-    tb.add_argument("--json", action="store_true", help="print the collected documents as JSON")
     return parser
 
 
@@ -77,6 +74,9 @@ def run_role(role: str, overrides: dict[str, str]) -> int:
     ctx = zmq.Context()
     try:
         return node_class(settings, ctx=ctx, stop=stop).run()
+    except config.ConfigError as exc:  # found only when the node starts, e.g. a busy STATUS_PORT
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except zmq.ZMQError as exc:  # e.g. address in use, bad ipc path
         print(f"error: {role}: {exc}", file=sys.stderr)
         return 1
@@ -88,10 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "healthcheck":
         return healthcheck(args.url)
-    if args.command == "table":
-        from ops.table import main as table_main
-
-        return table_main(args.urls, as_json=args.json)
     overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     return run_role(args.command, overrides)
 

@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 
 from nodes.core import config, wire
-from nodes.core.log import event, worth_logging
+from nodes.core.log import event, log_context, worth_logging
 from nodes.core.status import Stats, StatusServer
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,19 @@ class Node:
     def extra_status(self) -> dict[str, Any]:
         """Role-specific additions to ``/status`` (built from copies: it runs in the HTTP thread)."""
         return {}
+
+    def peer_count(self) -> int | None:
+        """How many peers are connected to the endpoint this role serves (None: the role does not track it)."""
+        return None
+
+    def summary(self) -> str:
+        """One line in words for the status table: what this node has done so far."""
+        c = self.stats.counters
+        return f"received {c['received']} sent {c['sent']} rejected {c['rejected']}"
+
+    def status_doc(self) -> dict[str, Any]:
+        """The role's part of ``/status``: the uniform ``peers`` and ``summary`` plus :meth:`extra_status`."""
+        return {"peers": self.peer_count(), "summary": self.summary(), **self.extra_status()}
 
     # --- helpers for roles ----------------------------------------------------------------
 
@@ -214,8 +227,15 @@ class Node:
     def run(self) -> int:
         """Start the status server, run the loop, hold if asked, then close everything."""
         s = self.settings
-        self.status_server = StatusServer(self.stats, self.extra_status, s.status_host, s.status_port).start()
+        try:
+            self.status_server = StatusServer(self.stats, self.status_doc, s.status_host, s.status_port).start()
+        except OSError as exc:
+            raise config.ConfigError(
+                f"STATUS_PORT={s.status_port} cannot be bound on {s.status_host}: {exc.strerror or exc}"
+                " (choose a free port, or 0 for any)"
+            ) from None
         rc = 1
+        context = log_context.set((self.name, self.role))
         try:
             self.stats.state = "running"
             event(log, "started", pid=os.getpid())
@@ -234,6 +254,7 @@ class Node:
             self._sockets.clear()
             self.status_server.close()
             event(log, "stopped", exit_code=rc, counters=self.stats.counters)
+            log_context.reset(context)
         return rc
 
 

@@ -8,23 +8,27 @@ that ``make logs`` can be piped to ``jq`` and a person can still read it. Call
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
 from typing import Any
 
-_node = "-"
-_role = "-"
+#: (node, role) of the node logging: a context variable, so nodes run as threads of one process (the
+#: bench, in-process tests) each log under their own name. ``setup`` sets the process default.
+log_context: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("log_context")
+_default = ("-", "-")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        node, role = log_context.get(_default)
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "node": _node,
-            "role": _role,
+            "node": node,
+            "role": role,
             "event": getattr(record, "event", None) or record.getMessage(),
         }
         fields = getattr(record, "fields", None)
@@ -37,8 +41,8 @@ class JsonFormatter(logging.Formatter):
 
 def setup(node: str, role: str, level: str = "INFO") -> None:
     """Route the root logger to stdout as JSON lines, naming this node and role."""
-    global _node, _role
-    _node, _role = node, role
+    global _default
+    _default = (node, role)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -11,8 +11,7 @@ The announcement (``kind "batch"``) and the results travel on different connecti
 held as *pending* and replayed when the announcement comes, so that range checks and counts are
 the same whatever the arrival order.
 
-This module also parses the bodies the pipeline roles exchange (:func:`task_ref`,
-:func:`announcement`), so ventilator, pipeworker and sink agree on them in one place.
+The bodies the pipeline roles exchange are made and parsed in :mod:`nodes.pipeline.protocol`.
 """
 
 from __future__ import annotations
@@ -25,34 +24,8 @@ from typing import Any
 EXAMPLES = 10
 #: How many batches the sink remembers; the oldest is dropped first.
 KEEP_BATCHES = 100
-#: Longest batch id accepted (ids appear in logs and /status keys).
-MAX_BATCH_ID = 200
 
 COUNTED, DUPLICATE, PENDING, OUT_OF_RANGE = "counted", "duplicate", "pending", "out_of_range"
-
-
-# --- message bodies --------------------------------------------------------------------------
-
-
-def _ref(body: Any, number: str) -> tuple[str, int]:
-    if not isinstance(body, dict):
-        raise ValueError("body is not a map")
-    batch, n = body.get("batch"), body.get(number)
-    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
-        raise ValueError(f"'batch' must be a string of 1-{MAX_BATCH_ID} characters")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"'{number}' must be a whole number")
-    return batch, n
-
-
-def task_ref(body: Any) -> tuple[str, int]:
-    """``(batch, n)`` of a task or result body; ``ValueError`` naming the bad field."""
-    return _ref(body, "n")
-
-
-def announcement(body: Any) -> tuple[str, int]:
-    """``(batch, size)`` of a ``batch`` announcement; ``ValueError`` naming the bad field."""
-    return _ref(body, "size")
 
 
 # --- the ledger ------------------------------------------------------------------------------

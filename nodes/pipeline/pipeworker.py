@@ -7,7 +7,7 @@ The work is real CPU: ``work_ms`` of busy spinning on ``time.perf_counter``, not
 pipeworker processes on two cores really run in parallel and a benchmark measures the pipeline.
 (As threads of one process they would share the GIL and not.)
 
-The task queue at each worker is kept small (:data:`TASK_QUEUE` messages, :data:`TASK_QUEUE_BYTES` of
+The task queue at each worker is kept small (``protocol.TASK_QUEUE`` messages, ``protocol.TASK_QUEUE_BYTES`` of
 kernel buffer; the ventilator uses the same limits on its side). PUSH/PULL has no acknowledgement:
 tasks queued at a worker that stops are lost, and the sink's ledger shows them as missing. RCVHWM
 alone does not bound that on tcp/ipc: with default kernel buffers one connection holds some 25,000
@@ -24,7 +24,6 @@ sink is slow to take it), then exits.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 
@@ -33,16 +32,9 @@ import zmq
 from nodes.core import wire
 from nodes.core.lifecycle import LINGER_MS, POLL_MS, Node
 from nodes.core.log import event
-from nodes.pipeline.ledger import task_ref
+from nodes.pipeline import protocol
 
 log = logging.getLogger(__name__)
-
-#: Tasks a worker may have queued (RCVHWM; SNDHWM at the ventilator); see the module docstring.
-TASK_QUEUE = 10
-#: Kernel socket buffer, bytes, for tasks on each side (SO_RCVBUF here, SO_SNDBUF at the ventilator).
-TASK_QUEUE_BYTES = 4096
-#: Longest work a task may ask for; more is rejected rather than tying the worker up.
-MAX_WORK_MS = 60_000.0
 
 
 def busy_work(ms: float, beat: Callable[[], None]) -> None:
@@ -53,30 +45,31 @@ def busy_work(ms: float, beat: Callable[[], None]) -> None:
 
 
 class Pipeworker(Node):
+    def summary(self) -> str:
+        c = self.stats.counters
+        return f"tasks {c['received']}, results {c['sent']}, rejected {c['rejected']}"
+
     def serve(self) -> int:
         s = self.settings
-        tasks = self.socket(zmq.PULL, connect=s.ventilator, rcvhwm=TASK_QUEUE, rcvbuf=TASK_QUEUE_BYTES)
+        tasks = self.socket(
+            zmq.PULL, connect=s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES
+        )
         results = self.socket(zmq.PUSH, connect=s.sink)
         while self.running():
             if not tasks.poll(POLL_MS):
                 continue
             frames = tasks.recv_multipart()
             self.stats.incr("received")
-            env = self.decode_one(frames, s.ventilator, ("task",))
+            env = self.decode_one(frames, s.ventilator, (protocol.TASK,))
             if env is None:
                 continue
             try:
-                batch, n = task_ref(env.body)
-                work_ms = env.body.get("work_ms", 0)
-                if isinstance(work_ms, bool) or not isinstance(work_ms, (int, float)) or not math.isfinite(work_ms):
-                    raise ValueError("'work_ms' must be a number")
-                if not 0 <= work_ms <= MAX_WORK_MS:
-                    raise ValueError(f"'work_ms' must be within 0-{MAX_WORK_MS:g}")
+                batch, n, work_ms = protocol.task_of(env.body)
             except ValueError as exc:
                 self.reject(f"bad task {env.id}: {exc}", s.ventilator)
                 continue
             busy_work(work_ms, self.stats.beat)
-            frame = wire.make("result", self.ids(), {"batch": batch, "n": n, "worker": self.name}, self.name)
+            frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
             # Wait for room like any send; once stopping, allow a short grace for this last result.
             if self.send_bounded(results, frame) or self.send_bounded(
                 results, frame, LINGER_MS / 1000, stoppable=False

@@ -23,7 +23,8 @@ import zmq
 from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
-from nodes.pipeline.ledger import DUPLICATE, MAX_BATCH_ID, OUT_OF_RANGE, BatchLedger, Ledger, announcement, task_ref
+from nodes.pipeline import protocol
+from nodes.pipeline.ledger import DUPLICATE, OUT_OF_RANGE, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ class Sink(Node):
     def extra_status(self) -> dict[str, Any]:
         return {"batches": self.ledger.summaries()}
 
+    def summary(self) -> str:
+        batches = self.ledger.summaries()
+        if not batches:
+            return "no batch yet"
+        batch, b = list(batches.items())[-1]
+        size = "?" if b["size"] is None else b["size"]
+        state = f"missing {b['missing']}" if b["complete"] or b["missing"] else f"pending {b['pending']}"
+        return f"batch {batch}: {b['distinct']}/{size} distinct, {state}, duplicates {b['duplicates']}"
+
     def serve(self) -> int:
         results = self.socket(zmq.PULL, bind=self.settings.bind)
         while self.running():
@@ -46,20 +56,17 @@ class Sink(Node):
         return 0
 
     def handle(self, frames: list[bytes]) -> None:
-        env = self.decode_one(frames, self.source, ("result", "batch"))
+        env = self.decode_one(frames, self.source, (protocol.RESULT, protocol.BATCH))
         if env is None:
             return
-        if env.kind == "result":
+        if env.kind == protocol.RESULT:
             self.on_result(env)
         else:
             self.on_announcement(env)
 
     def on_result(self, env: wire.Envelope) -> None:
         try:
-            batch, n = task_ref(env.body)
-            worker = env.body.get("worker")
-            if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
-                raise ValueError("'worker' must be a non-empty string")
+            batch, n, worker = protocol.result_of(env.body)
         except ValueError as exc:
             self.reject(f"bad result {env.id}: {exc}", self.source)
             return
@@ -77,7 +84,7 @@ class Sink(Node):
 
     def on_announcement(self, env: wire.Envelope) -> None:
         try:
-            batch, size = announcement(env.body)
+            batch, size = protocol.announcement(env.body)
         except ValueError as exc:
             self.reject(f"bad batch announcement {env.id}: {exc}", self.source)
             return

@@ -30,7 +30,7 @@ from nodes.core import wire
 from nodes.core.lifecycle import Node, Pacer
 from nodes.core.log import event
 from nodes.core.peers import PeerCounter
-from nodes.pipeline.pipeworker import TASK_QUEUE, TASK_QUEUE_BYTES
+from nodes.pipeline import protocol
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,20 @@ class Ventilator(Node):
             "batch": self.batch,
             "tasks": self.settings.tasks,
             "sent": self.sent,
-            "connected_pipeworkers": self.peers.count if self.peers else None,
         }
+
+    def peer_count(self) -> int | None:
+        return self.peers.count if self.peers else None
+
+    def summary(self) -> str:
+        return f"batch {self.batch}: sent {self.sent}/{self.settings.tasks} to {self.peer_count()} pipeworkers"
 
     def serve(self) -> int:
         s = self.settings
         # The last tasks sent may wait for room at a busy worker: give them up to WAIT_TIMEOUT after
         # the last send to get there (the default 1 s linger would drop them when tasks are slow).
         linger = int(s.wait_timeout * 1000)
-        tasks = self.socket(zmq.PUSH, linger=linger, sndhwm=TASK_QUEUE, sndbuf=TASK_QUEUE_BYTES)
+        tasks = self.socket(zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES)
         if not s.bind.startswith("inproc://"):
             self.peers = PeerCounter(tasks)
         try:
@@ -70,7 +75,7 @@ class Ventilator(Node):
             sink = self.socket(zmq.PUSH, connect=s.sink, immediate=1, linger=linger)
             if not self.wait_for_pipeworkers(tasks):
                 return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {s.bind}")
-            announce = wire.make("batch", self.ids(), {"batch": self.batch, "size": s.tasks}, self.name)
+            announce = wire.make(protocol.BATCH, self.ids(), protocol.announce(self.batch, s.tasks), self.name)
             if not self.send_bounded(sink, announce, s.wait_timeout):
                 return self.give_up(f"the sink at {s.sink} to accept the batch announcement")
             self.stats.incr("announced")
@@ -99,7 +104,7 @@ class Ventilator(Node):
         for n in range(s.tasks):
             if not pacer.wait():
                 break
-            frame = wire.make("task", self.ids(), {"batch": self.batch, "n": n, "work_ms": s.task_ms}, self.name)
+            frame = wire.make(protocol.TASK, self.ids(), protocol.task(self.batch, n, s.task_ms), self.name)
             if not self.send_bounded(tasks, frame, s.wait_timeout):
                 return self.give_up(f"a pipeworker to take task {n} of batch {self.batch}")
             self.sent += 1

@@ -20,8 +20,8 @@ import redis
 
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
+from nodes.pubsub.protocol import publish_batch, published_summary
 from nodes.pubsub.redisconn import RedisCall, fatal, redacted, redis_client, transient
-from nodes.pubsub.sequence import publish_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,11 @@ class Publisher(Node):
         finally:
             self.redis.close()
 
-    def extra_status(self) -> dict[str, Any]:
-        return {"subscribers_listening": self.listening}
+    def peer_count(self) -> int:
+        return self.listening
+
+    def summary(self) -> str:
+        return published_summary(self)
 
     def _listening(self) -> bool:
         try:

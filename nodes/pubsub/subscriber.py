@@ -19,8 +19,8 @@ import redis
 
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
+from nodes.pubsub.protocol import Inbox
 from nodes.pubsub.redisconn import RedisCall, fatal, redis_client
-from nodes.pubsub.sequence import Inbox
 
 log = logging.getLogger(__name__)
 ALL = "*"
@@ -71,3 +71,6 @@ class Subscriber(Node):
 
     def extra_status(self) -> dict[str, Any]:
         return self.inbox.status(list(self.subscribed))
+
+    def summary(self) -> str:
+        return self.inbox.summary()

@@ -1,7 +1,7 @@
 """zpub: ZeroMQ XPUB, binds ZPUB_BIND (tcp://, ipc:// or inproc://); zsubs connect to it.
 
 Publishes MESSAGES multipart ``[topic, envelope]`` events round robin over TOPICS, the same bodies as the
-Redis publisher (``nodes.sequence``). A PUB socket drops everything sent before a subscription arrives
+Redis publisher (:mod:`nodes.pubsub.protocol`). A PUB socket drops everything sent before a subscription arrives
 (the slow joiner), so zpub first waits - bounded by WAIT_TIMEOUT - for MIN_SUBSCRIBERS *hellos*:
 
 XPUB with XPUB_VERBOSE hands every subscription notice to the application. Each zsub subscribes its
@@ -20,12 +20,10 @@ import zmq
 
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
-from nodes.pubsub.sequence import publish_batch
+from nodes.pubsub.protocol import HELLO, publish_batch, published_summary
 
 log = logging.getLogger(__name__)
 
-#: Prefix of the handshake topic each zsub subscribes last (0xFF: sorts after any ASCII topic, never sent).
-HELLO = b"\xffhello/"
 #: libzmq's default high-water mark, messages per subscriber.
 DEFAULT_HWM = 1000
 
@@ -54,6 +52,12 @@ class Zpub(Node):
 
     def extra_status(self) -> dict[str, Any]:
         return {"subscribers": sorted(h[len(HELLO) :].decode("utf-8", "replace") for h in list(self.hellos))}
+
+    def peer_count(self) -> int:
+        return len(self.hellos)
+
+    def summary(self) -> str:
+        return published_summary(self)
 
     def _ready(self) -> bool:
         self._read_notices()

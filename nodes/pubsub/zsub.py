@@ -16,8 +16,7 @@ import zmq
 
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
-from nodes.pubsub.sequence import Inbox
-from nodes.pubsub.zpub import HELLO
+from nodes.pubsub.protocol import HELLO, Inbox
 
 log = logging.getLogger(__name__)
 SOURCE = "zpub"
@@ -54,3 +53,6 @@ class Zsub(Node):
 
     def extra_status(self) -> dict[str, Any]:
         return self.inbox.status(self.settings.topics or ["*"])
+
+    def summary(self) -> str:
+        return self.inbox.summary()

@@ -24,7 +24,7 @@ SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silentl
 
 Counters: ``received`` (every message read, worker heartbeats included), ``requests`` and
 ``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``; lru mode adds
-``workers_lost``. /status adds ``workers_connected`` (workers whose handshake is done, counted by
+``workers_lost``. /status has ``peers`` (workers whose handshake is done, counted by
 :mod:`nodes.peers`) and, in lru mode, ``workers_ready``/``workers_busy``.
 """
 
@@ -40,6 +40,7 @@ from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node, send_nowait
 from nodes.core.log import event, worth_logging
 from nodes.core.peers import PeerCounter
+from nodes.reqrep import protocol
 from nodes.reqrep.workerqueue import WorkerQueue
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,15 @@ class Broker(Node):
         self.peers: PeerCounter | None = None  # workers connected to the backend (handshake done)
         self._held: list[bytes] | None = None  # a valid request read but not yet placed on the backend
 
+    def peer_count(self) -> int:
+        return self.peers.count if self.peers else 0
+
+    def summary(self) -> str:
+        c = self.stats.counters
+        return f"{self.settings.mode}: {self.peer_count()} workers, {c['received']} in, {c['sent']} out"
+
     def extra_status(self) -> dict:
-        doc = {"mode": self.settings.mode, "workers_connected": self.peers.count if self.peers else 0}
+        doc: dict = {"mode": self.settings.mode}
         if self.settings.mode == "lru":
             doc.update(workers_ready=len(self.queue), workers_busy=self.queue.busy)
         return doc
@@ -163,10 +171,10 @@ class Broker(Node):
         env = self.decode(frame, "backend")
         if env is None:
             return
-        if env.kind == "ready":
+        if env.kind == protocol.READY:
             self.queue.ready(worker)
             event(log, "worker_ready", worker=env.origin, identity=worker.hex(), ready=len(self.queue))
-        elif env.kind == "heartbeat":
+        elif env.kind == protocol.HEARTBEAT:
             self.queue.alive(worker)
         else:
             self.reject(f"expected ready or heartbeat from a worker, got {env.kind!r}", "backend")
@@ -201,7 +209,7 @@ class Broker(Node):
             return False
 
     def _heartbeat(self, back: zmq.Socket) -> None:
-        frame = wire.make("heartbeat", self.ids(), origin=self.name)
+        frame = wire.make(protocol.HEARTBEAT, self.ids(), origin=self.name)
         for worker in self.queue.idle():
             self._to_worker(back, worker, [frame])
         for worker in self.queue.purge():
@@ -212,11 +220,11 @@ class Broker(Node):
 
     def _valid_request(self, frames: list[bytes]) -> bool:
         """True for ``[client, b"", request envelope]``; otherwise counts one reject."""
-        return self._envelope(frames, "request", "frontend") is not None
+        return self._envelope(frames, protocol.REQUEST, "frontend") is not None
 
     def _valid_reply(self, frames: list[bytes]) -> bool:
         """True for ``[client, b"", reply envelope]`` (counted under its worker); otherwise counts one reject."""
-        env = self._envelope(frames, "reply", "backend")
+        env = self._envelope(frames, protocol.REPLY, "backend")
         if env is None:
             return False
         self.stats.incr_label("replies_by_worker", env.origin or "?")

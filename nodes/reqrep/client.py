@@ -27,6 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node, Pacer
 from nodes.core.log import event, worth_logging
+from nodes.reqrep import protocol
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class Client(Node):
             retry_error_callback=lambda _state: None,
         )
 
+    def summary(self) -> str:
+        c = self.stats.counters
+        return f"replied {c['replied']}/{self.settings.requests} failed {c['failed']} retried {c['retried']}"
+
     def extra_status(self) -> dict:
         return {"requests": self.settings.requests, "done": self.done}
 
@@ -61,7 +66,7 @@ class Client(Node):
             if not pacer.wait():
                 break
             request_id = self.ids()
-            frame = wire.make("request", request_id, {"n": n, "payload": payload}, origin=self.name)
+            frame = wire.make(protocol.REQUEST, request_id, protocol.request(n, payload), origin=self.name)
             counters["sent"] += 1
             reply = self._lazy_pirate(self._attempt, request_id, frame)
             if reply is not None:
@@ -111,7 +116,7 @@ class Client(Node):
 
     def _check(self, frames: list[bytes], request_id: str) -> wire.Envelope | None:
         """The reply if it answers ``request_id``; otherwise count it rejected (the REQ may send again)."""
-        env = self.decode_one(frames, "broker", ("reply",))
+        env = self.decode_one(frames, "broker", (protocol.REPLY,))
         if env is not None and (not isinstance(env.body, dict) or env.body.get("request_id") != request_id):
             self.reject(f"reply does not answer request {request_id}", "broker")
             env = None

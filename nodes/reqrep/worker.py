@@ -28,6 +28,7 @@ import zmq
 from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
+from nodes.reqrep import protocol
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,24 @@ class Worker(Node):
     def extra_status(self) -> dict:
         return {"mode": self.settings.mode}
 
+    def summary(self) -> str:
+        c = self.stats.counters
+        return f"{self.settings.mode}: answered {c['sent']} of {c['received']} requests"
+
     def answer(self, frames: list[bytes]) -> bytes:
         """The reply to one request (``frames`` without the return address); an error reply if it is bad."""
         self.stats.counters["received"] += 1
-        env = self.decode_one(frames, "broker", ("request",))
+        env = self.decode_one(frames, "broker", (protocol.REQUEST,))
         if env is not None and not isinstance(env.body, dict):
             self.reject("expected a request with a map body", "broker")
             env = None
         if env is None:
-            body = {"error": "malformed request", "worker": self.name}
+            body = protocol.error_reply("malformed request", self.name)
         else:
             if self.settings.work_ms:
                 time.sleep(self.settings.work_ms / 1000)  # the simulated work itself, not synchronisation
-            body = {"request_id": env.id, "worker": self.name, "n": env.body.get("n")}
-        return wire.make("reply", self.ids(), body, origin=self.name)
+            body = protocol.reply(env.id, self.name, env.body.get("n"))
+        return wire.make(protocol.REPLY, self.ids(), body, origin=self.name)
 
     # --- proxy mode: REP ------------------------------------------------------------------------
 
@@ -84,7 +89,7 @@ class Worker(Node):
                     self.stop.wait(min(POLL_MS / 1000, reconnect_at - now))
                     continue
                 sock = self.socket(zmq.DEALER, connect=s.broker)
-                self._control(sock, "ready")
+                self._control(sock, protocol.READY)
                 heard, heartbeat_at = now, now + s.heartbeat_ivl
             if sock.poll(POLL_MS):
                 heard, backoff = time.monotonic(), RECONNECT_INITIAL
@@ -97,7 +102,7 @@ class Worker(Node):
                 backoff = min(backoff * 2, RECONNECT_MAX)
                 self.stats.incr("reconnects")
             elif now >= heartbeat_at:
-                self._control(sock, "heartbeat")
+                self._control(sock, protocol.HEARTBEAT)
                 heartbeat_at = now + s.heartbeat_ivl
         return 0
 
@@ -107,7 +112,7 @@ class Worker(Node):
             self.stats.counters["sent"] += 1
         elif len(frames) == 1:  # a control frame from the broker
             env = self.decode(frames[0], "broker")
-            if env is not None and env.kind != "heartbeat":
+            if env is not None and env.kind != protocol.HEARTBEAT:
                 self.reject(f"unexpected control frame of kind {env.kind!r}", "broker")
         else:
             self.reject(f"expected [client, empty, request] or one control frame, got {len(frames)}", "broker")

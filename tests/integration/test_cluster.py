@@ -6,7 +6,7 @@ reruns one by recreating its containers with new settings. Long-running nodes ke
 the broker's per-worker numbers are compared as the growth between two snapshots.
 
 Handshakes rather than sleeps: clients start only once the broker's /status shows every worker
-connected (``workers_connected``, from its backend socket monitor); the ventilator waits for
+connected (``peers``, from its backend socket monitor); the ventilator waits for
 MIN_PIPEWORKERS; publisher and zpub wait for MIN_SUBSCRIBERS listening subscribers.
 """
 
@@ -76,9 +76,7 @@ def totals(docs: list[dict[str, Any]], *names: str) -> dict[str, int]:
 
 def wait_workers_connected(cluster: Project, n: int) -> None:
     broker = only(cluster, "broker")
-    wait_until(
-        lambda: status(broker)["workers_connected"] == n, 30, f"broker /status workers_connected == {n} (handshake)"
-    )
+    wait_until(lambda: status(broker)["peers"] == n, 30, f"broker /status peers == {n} (handshake)")
 
 
 def share_line(counts: Mapping[str, int], labels: Mapping[str, str]) -> str:

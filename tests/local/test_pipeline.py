@@ -59,7 +59,7 @@ def run_batch(
     )
     done = vent.wait_state("done", 30)
     assert (done["batch"], done["tasks"], done["sent"]) == (batch, tasks, tasks)
-    assert done["connected_pipeworkers"] == workers
+    assert done["peers"] == workers
     ledger = wait_until(
         lambda: (b := sink.status()["batches"].get(batch)) and b["complete"] and b, 20, f"sink ledger of {batch}"
     )

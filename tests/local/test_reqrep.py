@@ -58,7 +58,7 @@ def start_cluster(nodes, mode: str, workers: int = WORKERS, work_ms: str = "2", 
 
 
 def wait_for_workers(broker: NodeProc, mode: str, count: int) -> None:
-    key = "workers_ready" if mode == "lru" else "workers_connected"
+    key = "workers_ready" if mode == "lru" else "peers"
     wait_until(lambda: broker.status()[key] == count, 15, f"{broker.name} {key} == {count}")
 
 

@@ -12,9 +12,8 @@ from nodes.pipeline.ledger import (
     PENDING,
     BatchLedger,
     Ledger,
-    announcement,
-    task_ref,
 )
+from nodes.pipeline.protocol import announcement, task_ref
 
 
 def test_results_before_the_announcement_are_held_then_replayed() -> None:

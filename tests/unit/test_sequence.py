@@ -6,7 +6,8 @@ import pytest
 
 from nodes.core import wire
 from nodes.pubsub import sequence
-from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for, problem
+from nodes.pubsub.protocol import problem
+from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for
 
 
 def test_hat_follows_the_topic_suffix() -> None:
