@@ -65,6 +65,11 @@ def recv_nowait(sock: zmq.Socket) -> list[bytes]:
     return frames
 
 
+#: A node whose job needs peers turns unhealthy after this long with too few: long enough for a compose
+#: start-up (peers start once this node is healthy) or a peer's restart, short enough to show a cut-off.
+NO_PEER_GRACE_S = 15.0
+
+
 class Node:
     """Base class of every role. Subclasses implement :meth:`serve`."""
 
@@ -79,6 +84,8 @@ class Node:
         self.max_size: int = settings.max_msg_size
         #: A batch role (client, ventilator, publishers) sends a bounded batch and then finishes.
         self.one_shot = isinstance(settings, config.Batch)
+        self._peers_ok_at = time.monotonic()
+        self.stats.problem = self.health_problem
         self.status_server: StatusServer | None = None
         self._sockets: list[zmq.Socket] = []
 
@@ -95,6 +102,22 @@ class Node:
     def peer_count(self) -> int | None:
         """How many peers are connected to the endpoint this role serves (None: the role does not track it)."""
         return None
+
+    def required_peers(self) -> int:
+        """Peers this role needs to do its job; fewer for longer than NO_PEER_GRACE_S makes it unhealthy."""
+        return 0
+
+    def health_problem(self) -> str | None:
+        """Why the node cannot do its job now, or None (runs in the HTTP thread: reads only)."""
+        need, have = self.required_peers(), self.peer_count()
+        now = time.monotonic()
+        if not need or have is None or have >= need:
+            self._peers_ok_at = now
+            return None
+        short_for = now - self._peers_ok_at
+        if short_for < NO_PEER_GRACE_S:
+            return None
+        return f"{have} of {need} peers connected for {short_for:.0f}s"
 
     def summary(self) -> str:
         """One line in words for the status table: what this node has done so far."""

@@ -39,6 +39,8 @@ class Stats:
         self.counters: dict[str, int] = {"received": 0, "sent": 0, "rejected": 0}
         self.labelled: dict[str, dict[str, int]] = {}
         self.last_beat = time.monotonic()
+        #: Why the node cannot do its job right now (e.g. no peer), or None; set by the node (runs in the HTTP thread).
+        self.problem: Callable[[], str | None] = lambda: None
 
     def incr(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -53,7 +55,17 @@ class Stats:
         self.last_beat = time.monotonic()
 
     def healthy(self) -> bool:
-        return self.state in ("running", "done") and time.monotonic() - self.last_beat < STALE_AFTER
+        return self.health()[0]
+
+    def health(self) -> tuple[bool, str]:
+        """``(ok, reason)``: ok while the loop runs, is not stuck, and the node reports no problem."""
+        if self.state not in ("running", "done"):
+            return False, f"state is {self.state}"
+        stuck = time.monotonic() - self.last_beat
+        if stuck >= STALE_AFTER:
+            return False, f"loop has not passed for {stuck:.1f}s"
+        problem = self.problem()
+        return (False, problem) if problem else (True, "ok")
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -110,12 +122,9 @@ class StatusServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
-                    ok = server.stats.healthy()
-                    self._send(
-                        200 if ok else 503,
-                        "application/json",
-                        json.dumps({"ok": ok, "state": server.stats.state}).encode(),
-                    )
+                    ok, reason = server.stats.health()
+                    body = {"ok": ok, "state": server.stats.state, "reason": reason}
+                    self._send(200 if ok else 503, "application/json", json.dumps(body).encode())
                 elif path == "/status":
                     self._send(200, "application/json", json.dumps(server.document()).encode())
                 elif path == "/metrics":
@@ -142,6 +151,8 @@ class StatusServer:
 
     def document(self) -> dict[str, Any]:
         doc = self.stats.snapshot()
+        ok, reason = self.stats.health()
+        doc["health"] = {"ok": ok, "reason": reason}
         doc.update(self.extra())
         return doc
 

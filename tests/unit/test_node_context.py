@@ -51,3 +51,19 @@ def test_nodes_run_as_threads_log_under_their_own_names() -> None:
     started = sorted(line["node"] for line in lines if line["event"] == "started")
     assert started == ["sink-0", "sink-1"]
     assert lines[-1]["node"] == "process"
+
+
+def test_a_node_short_of_peers_turns_unhealthy_after_the_grace(monkeypatch) -> None:
+    from nodes.core import lifecycle
+
+    node = roles.get("sink").node_class()(roles.load("sink", {"NODE_NAME": "s", "SINK_BIND": "inproc://s"}))
+    node.stats.state = "running"
+    have = {"n": 0}
+    monkeypatch.setattr(node, "required_peers", lambda: 1)
+    monkeypatch.setattr(node, "peer_count", lambda: have["n"])
+    assert node.stats.health() == (True, "ok")  # inside the grace
+    monkeypatch.setattr(lifecycle, "NO_PEER_GRACE_S", 0.0)
+    ok, reason = node.stats.health()
+    assert not ok and reason.startswith("0 of 1 peers connected for")
+    have["n"] = 1
+    assert node.stats.health() == (True, "ok")

@@ -84,12 +84,18 @@ def served() -> Iterator[tuple[Stats, str]]:
 
 def test_healthz_follows_state_and_staleness(served: tuple[Stats, str]) -> None:
     stats, url = served
-    assert get(url + "/healthz") == (503, json.dumps({"ok": False, "state": "starting"}))
+    code, body = get(url + "/healthz")
+    assert code == 503 and json.loads(body) == {"ok": False, "state": "starting", "reason": "state is starting"}
     stats.state = "running"
-    assert get(url + "/healthz") == (200, json.dumps({"ok": True, "state": "running"}))
+    assert get(url + "/healthz") == (200, json.dumps({"ok": True, "state": "running", "reason": "ok"}))
+    stats.problem = lambda: "0 of 1 peers connected for 20s"  # the node cannot do its job
+    code, body = get(url + "/healthz")
+    assert code == 503 and json.loads(body)["reason"] == "0 of 1 peers connected for 20s"
+    assert json.loads(get(url + "/status")[1])["health"] == {"ok": False, "reason": "0 of 1 peers connected for 20s"}
+    stats.problem = lambda: None
     stats.last_beat = time.monotonic() - status.STALE_AFTER - 1  # the loop stopped passing
     code, body = get(url + "/healthz")
-    assert code == 503 and json.loads(body) == {"ok": False, "state": "running"}
+    assert code == 503 and json.loads(body)["reason"].startswith("loop has not passed for")
 
 
 def test_status_is_the_snapshot_plus_extra(served: tuple[Stats, str]) -> None:
