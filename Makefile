@@ -1,8 +1,18 @@
 # The messaging-patterns cluster. `make` alone lists the targets; `make test` is what CI runs.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# Targets share .venv and the docker engine, and `install` must put system packages in before the venv.
+.NOTPARALLEL:
 
+# Every Python the Makefile runs is the project virtualenv's, made from $(PYTHON) by scripts/venv.sh:
+# $(PYTHON) needs none of the project's packages and gets none (PEP 668 systems work as they are).
+# PYTHON= given (command line or environment) remakes .venv from it if it differs; not given, .venv stays.
 PYTHON ?= python3
+PYTHON_GIVEN := $(if $(filter-out file,$(origin PYTHON)),$(PYTHON))
+VENV := .venv
+PY := $(VENV)/bin/python
+# One set for every target (ops, tests, bench): `make up` then `make test` installs once.
+VENV_EXTRAS := test,bench
 # Debian's docker-compose v1 or the v2 plugin, whichever this machine has; the scripts read $COMPOSE.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 export COMPOSE
@@ -11,83 +21,81 @@ REQUIRE_DOCKER ?= $(if $(filter true,$(CI)),1,0)
 export REQUIRE_DOCKER
 
 LINT_PATHS := $(wildcard nodes ops tests bench scripts)
-INSTALL_STAMP := build/.install-stamp
-# Every import `make test` and `make bench` need; `make install` re-runs pip when one fails.
-IMPORTS := zmq redis msgpack tenacity prometheus_client rich supervisor pytest pytest_timeout docker matplotlib pyinstrument hiredis
-comma := ,
-space := $(subst ,, )
-IMPORT_LIST := $(subst $(space),$(comma),$(strip $(IMPORTS)))
 # --flag N only for the counts that are set: `make scale WORKERS=6`.
 SCALE_FLAGS = $(if $(WORKERS),--workers $(WORKERS)) $(if $(PIPE_WORKERS),--pipe-workers $(PIPE_WORKERS)) $(if $(SUBSCRIBERS),--subscribers $(SUBSCRIBERS))
 
-.PHONY: help install lint image up down status scale logs demo up-local down-local status-local bench bench-quick test
+.PHONY: help install system-packages venv lint image up down status scale logs demo up-local down-local status-local bench bench-quick test
 
 help: ## list the targets (default)
-	@echo "make TARGET   (compose tool: $(COMPOSE))"
+	@echo "make TARGET [PYTHON=python3.X]   (python: $(PY); compose tool: $(COMPOSE))"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## install redis-server/debootstrap (as root, when missing) and the Python deps (pip install -e '.[test,bench]')
+install: system-packages venv ## what every target needs: redis-server, debootstrap (apt, as root, when missing) and .venv
+
+# Not in `make help`: the apt part of `install`. python3.X-venv only for a Debian python without ensurepip.
+system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	{ command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null || missing="$$missing debootstrap"; \
+	if [ ! -x $(PY) ] && ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  missing="$$missing $$($(PYTHON) -c 'import sys; sys.base_prefix == "/usr" and print("python%d.%d-venv" % sys.version_info[:2])' 2>/dev/null)"; \
+	fi; \
+	missing=$$(echo $$missing); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "==> apt-get install$$missing"; \
+	    echo "==> apt-get install $$missing"; \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
-	  else echo "install: missing$$missing; as root: apt-get install$$missing" >&2; exit 1; fi; \
-	fi
-	@if [ -f $(INSTALL_STAMP) ] && [ $(INSTALL_STAMP) -nt pyproject.toml ] \
-	    && $(PYTHON) -c 'import $(IMPORT_LIST)' 2>/dev/null && command -v ruff >/dev/null; then \
-	  echo "==> python deps up to date ($(INSTALL_STAMP))"; \
-	else \
-	  echo "==> $(PYTHON) -m pip install -e '.[test,bench]'"; \
-	  PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet -e '.[test,bench]' && mkdir -p $(dir $(INSTALL_STAMP)) && touch $(INSTALL_STAMP); \
+	  else echo "install: missing $$missing; as root: apt-get install $$missing" >&2; exit 1; fi; \
 	fi
 
-lint: ## ruff check + ruff format --check
-	ruff check $(LINT_PATHS)
-	ruff format --check $(LINT_PATHS)
+venv: ## make or refresh .venv (from PYTHON, default python3): pip install -e '.[test,bench]'; a no-op when up to date
+	@PYTHON='$(PYTHON_GIVEN)' bash scripts/venv.sh $(VENV) $(VENV_EXTRAS)
 
-image: ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest)
-	bash scripts/build-image.sh
+lint: venv ## ruff check + ruff format --check
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+# The wheelhouse step runs `pip download` with the venv's pip: $(PYTHON) may have no pip at all.
+image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest)
+	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
 
 up: image ## build the image, start the compose cluster, wait healthy, print where to look
-	$(PYTHON) -m ops.cluster up $(SCALE_FLAGS)
+	$(PY) -m ops.cluster up $(SCALE_FLAGS)
 
-down: ## stop and remove the compose cluster
-	$(PYTHON) -m ops.cluster down
+down: venv ## stop and remove the compose cluster
+	$(PY) -m ops.cluster down
 
-status: ## status table of the compose cluster
-	$(PYTHON) -m ops.cluster status
+status: venv ## status table of the compose cluster
+	$(PY) -m ops.cluster status
 
-scale: ## rescale the compose cluster: make scale WORKERS=6 [PIPE_WORKERS=3] [SUBSCRIBERS=4]
-	$(PYTHON) -m ops.cluster scale $(SCALE_FLAGS)
+scale: venv ## rescale the compose cluster: make scale WORKERS=6 [PIPE_WORKERS=3] [SUBSCRIBERS=4]
+	$(PY) -m ops.cluster scale $(SCALE_FLAGS)
 
-logs: ## follow structured logs: make logs [SERVICE=broker]
-	$(PYTHON) -m ops.cluster logs $(SERVICE)
+logs: venv ## follow structured logs: make logs [SERVICE=broker]
+	$(PY) -m ops.cluster logs $(SERVICE)
 
-demo: ## run the compose demo
-	$(PYTHON) -m ops.cluster demo
+demo: venv ## run the compose demo
+	$(PY) -m ops.cluster demo
 
-up-local: ## the same nodes as plain processes under supervisord, no docker [WORKERS= PIPE_WORKERS= SUBSCRIBERS= BASE_PORT=]
-	$(PYTHON) -m ops.local up $(SCALE_FLAGS)
+up-local: install ## the same nodes as plain processes under supervisord, no docker [WORKERS= PIPE_WORKERS= SUBSCRIBERS= BASE_PORT=]
+	$(PY) -m ops.local up $(SCALE_FLAGS)
 
-down-local: ## stop the local cluster
-	$(PYTHON) -m ops.local down
+down-local: venv ## stop the local cluster
+	$(PY) -m ops.local down
 
-status-local: ## status table of the local cluster
-	$(PYTHON) -m ops.local status
+status-local: venv ## status table of the local cluster
+	$(PY) -m ops.local status
 
-bench: ## throughput/latency against baselines run side by side
-	$(PYTHON) -m bench
+bench: install ## throughput/latency against baselines run side by side
+	$(PY) -m bench
 
-bench-quick: ## a short benchmark run, results in bench-results/quick.json
+bench-quick: install ## a short benchmark run, results in bench-results/quick.json
 	@mkdir -p bench-results
-	$(PYTHON) -m bench --quick --json bench-results/quick.json
+	$(PY) -m bench --quick --json bench-results/quick.json
 
 test: install lint image ## the CI command: install, lint, image, unit + local + docker integration tests, quick bench
 	@echo "==> pytest (REQUIRE_DOCKER=$(REQUIRE_DOCKER))"
-	@rc=0; $(PYTHON) -m pytest tests/unit tests/local tests/integration || rc=$$?; \
+	@rc=0; $(PY) -m pytest tests/unit tests/local tests/integration || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; exit 1; fi; \
 	exit $$rc
 	$(MAKE) --no-print-directory bench-quick
