@@ -23,7 +23,7 @@ from typing import Any
 from bench import frames
 from bench.lab import VARIANTS as LAB
 from bench.load import DealerLoad, RedisSource, ReqLatency, ZmqSource
-from bench.procs import BenchError, Launcher, RedisServer, tcp
+from bench.procs import BenchError, Launcher, redis_server, tcp
 from nodes.core import wire
 
 #: Requests a DEALER client keeps in flight.
@@ -399,10 +399,10 @@ class Fan:
 class RedisFan(Fan):
     """Subscriber nodes or bare listen loops; the source pipelines PUBLISH (this server has no buffer limit)."""
 
-    def __init__(self, env: Env, redis: RedisServer, key: str, k: int, spec: Callable[[list[str], int], dict]) -> None:
+    def __init__(self, env: Env, client: Any, key: str, k: int, spec: Callable[[list[str], int], dict]) -> None:
         super().__init__(env, key, k)
         self.subs = [env.launcher.host(f"{key}-{i}", spec(self.topics, i)) for i in range(k)]
-        self.source = RedisSource(redis.client)
+        self.source = RedisSource(client)
         self.source.wait_subscribers(self.topics, k, 30)
 
     def publish(self, batch: list[tuple[bytes, bytes]]) -> None:
@@ -413,7 +413,8 @@ class RedisFan(Fan):
 
 @contextmanager
 def redis_fanout(env: Env) -> Iterator[list[Variant]]:
-    redis = RedisServer(env.launcher.logdir)
+    redis = redis_server(env.launcher.logdir)
+    client = redis.client(timeout=10)
     try:
         url, pw = redis.url, redis.password
 
@@ -443,18 +444,20 @@ def redis_fanout(env: Env) -> Iterator[list[Variant]]:
             fans.append((f"sub4+{lab}", f"4 subscribers, lab {lab}", 4, lab_node(lab), "sub4"))
         variants = []
         for key, label, k, spec, lab_of in fans:
-            fan = RedisFan(env, redis, key, k, spec)
+            fan = RedisFan(env, client, key, k, spec)
             variants.append(Variant(key, label, fan.measure, lab_of))
         yield variants
     finally:
         env.launcher.stop_all()  # subscribers before their server
+        client.close()
         redis.stop()
 
 
 @contextmanager
 def redis_publisher(env: Env) -> Iterator[list[Variant]]:
     """publisher node vs a bare PUBLISH loop (one round trip each), into one bare listen() loop."""
-    redis = RedisServer(env.launcher.logdir)
+    redis = redis_server(env.launcher.logdir)
+    client = redis.client(timeout=10)
     la = env.launcher
     try:
         url, pw = redis.url, redis.password
@@ -463,7 +466,7 @@ def redis_publisher(env: Env) -> Iterator[list[Variant]]:
             topics = topics_for(key)
             args = {"url": url, "password": pw, "topics": topics, "control": f"ctl.{key}", "parser": "hiredis"}
             listener = la.host(f"listen-{key}", {"baseline": "redis_listen", "args": args})
-            RedisSource(redis.client).wait_subscribers(topics, 1, 30)
+            RedisSource(client).wait_subscribers(topics, 1, 30)
 
             def measure(_payload: int | None, key: str = key, topics: list[str] = topics, listener: Any = listener):
                 n = env.n(0.5)
@@ -482,6 +485,7 @@ def redis_publisher(env: Env) -> Iterator[list[Variant]]:
         yield variants
     finally:
         la.stop_all()
+        client.close()
         redis.stop()
 
 

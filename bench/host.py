@@ -26,6 +26,8 @@ from typing import Any
 
 import zmq
 
+from ops.wait import Gone, WaitError, until
+
 INTERVAL = 0.002
 READY_TIMEOUT = 15.0
 
@@ -60,15 +62,19 @@ def build(spec: dict[str, Any], ctx: zmq.Context, stop: threading.Event, own_pro
 
 
 def wait_ready(target: Any, thread: threading.Thread) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline and thread.is_alive():
-        ready = getattr(target, "ready", None)
-        if ready is not None and ready.is_set():
-            return True
-        if ready is None and target.stats.state in ("running", "done"):
-            return True
-        time.sleep(0.005)
-    return False
+    """Whether the node or baseline in ``thread`` became ready within READY_TIMEOUT (False if its thread ended)."""
+
+    def ready() -> bool:
+        if not thread.is_alive():
+            raise Gone(f"{thread.name} ended")
+        event = getattr(target, "ready", None)
+        return event.is_set() if event is not None else target.stats.state in ("running", "done")
+
+    try:
+        until(ready, READY_TIMEOUT, f"{thread.name} to be ready", interval=0.005)
+    except WaitError:
+        return False
+    return True
 
 
 def expect(

@@ -15,6 +15,7 @@ from bench import frames
 from bench.procs import BenchError
 from nodes.core import wire
 from nodes.pubsub.protocol import HELLO
+from ops.wait import until
 
 
 class DealerLoad:
@@ -114,14 +115,19 @@ class RedisSource:
         self.client = client
 
     def wait_subscribers(self, topics: list[str], k: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            counts = dict(self.client.pubsub_numsub(*topics))
-            if all(counts.get(t.encode(), 0) >= k for t in topics):
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(f"redis: {k} subscribers on {topics} not seen within {timeout:.0f}s: {counts}")
-            time.sleep(0.02)
+        counts: dict[bytes, int] = {}
+
+        def subscribed() -> bool:
+            counts.update(self.client.pubsub_numsub(*topics))
+            return all(counts.get(t.encode(), 0) >= k for t in topics)
+
+        until(
+            subscribed,
+            timeout,
+            lambda: f"redis: {k} subscribers on {topics} (seen {counts})",
+            interval=0.02,
+            error=BenchError,
+        )
 
     def publish(self, batch: list[tuple[bytes, bytes]], per_round_trip: int = 256) -> tuple[float, int]:
         """Publish all of ``batch``; returns (start time, receivers counted by Redis)."""
@@ -152,14 +158,17 @@ class ZmqSource:
         self.hellos: set[bytes] = set()
 
     def wait_hellos(self, k: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.hellos) < k:
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.bind}: {len(self.hellos)}/{k} subscriber hellos within {timeout:.0f}s")
-            if self.sock.poll(100):
+        def enough() -> bool:
+            if self.sock.poll(100):  # the poll is the pacing: until() need not sleep
                 notice = self.sock.recv()
                 if notice[:1] == b"\x01" and notice[1:].startswith(HELLO):
                     self.hellos.add(notice[1:])
+            return len(self.hellos) >= k
+
+        def what() -> str:
+            return f"{self.bind}: {k} subscriber hellos (got {len(self.hellos)})"
+
+        until(enough, timeout, what, interval=0, error=BenchError)
 
     def publish(self, batch: list[tuple[bytes, bytes]]) -> float:
         t0 = time.monotonic()

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from nodes.core.status import get_json
+from ops import harness
+from ops.harness import ROOT, RedisServer, child_env, free_port, stop_process
+from ops.wait import tail
 
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_SERVER = "/usr/bin/redis-server"
-
+__all__ = ["BenchError", "Host", "Launcher", "NodeProcess", "RedisServer", "ThreadHost", "free_port", "tcp"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The bench's redis.conf lines: no output-buffer limit for pub/sub clients, so a subscriber that falls
+#: behind a pipelined publisher is buffered (and measured), not disconnected.
+REDIS_CONF = ("client-output-buffer-limit pubsub 0 0 0",)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,40 +40,14 @@ class BenchError(RuntimeError):
     """A case that could not run or did not deliver every message: the bench exits non-zero."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tcp() -> str:
     """A fresh loopback endpoint for one side to bind and the other to connect."""
     return f"tcp://127.0.0.1:{free_port()}"
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    env.update(extra or {})
-    return env
-
-
-def log_tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
-    """SIGTERM this one process, SIGKILL it if it has not exited within ``timeout``."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
+def redis_server(logdir: Path) -> RedisServer:
+    """The shared harness's redis-server with the bench's settings, started."""
+    return RedisServer(logdir, extra=REDIS_CONF).start()
 
 
 class Host:
@@ -114,16 +89,16 @@ class Host:
                     self.exited = msg
                     continue
                 if msg["ev"] == "error":
-                    raise BenchError(f"{self.name}: {msg['error']}\n{log_tail(self.log_path)}")
+                    raise BenchError(f"{self.name}: {msg['error']}\n{tail(self.log_path)}")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BenchError(f"{self.name}: no {ev!r} within {timeout:.0f}s\n{log_tail(self.log_path)}")
+                raise BenchError(f"{self.name}: no {ev!r} within {timeout:.0f}s\n{tail(self.log_path)}")
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     raise BenchError(
-                        f"{self.name}: exited ({self.proc.wait(5)}) while waiting for {ev!r}\n{log_tail(self.log_path)}"
+                        f"{self.name}: exited ({self.proc.wait(5)}) while waiting for {ev!r}\n{tail(self.log_path)}"
                     )
                 self._buf += chunk
 
@@ -170,53 +145,17 @@ class Host:
         except (BenchError, OSError, ValueError, subprocess.TimeoutExpired):
             pass
         finally:
-            stop_process(self.proc)
+            stop_process(self.proc, 5.0)
             self._log.close()
 
 
-class NodeProcess:
-    """A node started exactly as in production: ``python -m nodes ROLE`` with its environment."""
-
-    def __init__(self, role: str, name: str, env: dict[str, str], logdir: Path) -> None:
-        self.role = role
-        self.name = name
-        self.status_port = free_port()
-        self.log_path = logdir / f"{name}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        full = {"NODE_NAME": name, "STATUS_HOST": "127.0.0.1", "STATUS_PORT": str(self.status_port), **env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nodes", role],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=child_env(full),
-        )
-
-    def get(self, path: str) -> dict[str, Any]:
-        return get_json(f"http://127.0.0.1:{self.status_port}{path}")
-
-    def status(self) -> dict[str, Any]:
-        return self.get("/status")
-
-    def wait_healthy(self, timeout: float = 20.0) -> NodeProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode}\n{log_tail(self.log_path)}")
-            try:
-                if self.get("/healthz").get("ok"):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise BenchError(f"{self.name}: /healthz not ok within {timeout:.0f}s\n{log_tail(self.log_path)}")
+class NodeProcess(harness.NodeProcess):
+    """The harness's node process (``python -m nodes ROLE``, as in production) with the party interface
+    the :class:`Launcher` gives every node and baseline: snapshot, cpu, wait_exited."""
 
     def wait_exited(self, timeout: float) -> dict[str, Any]:
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"{self.name} did not exit within {timeout:.0f}s\n{log_tail(self.log_path)}") from None
-        return {"rc": rc, "error": None if rc == 0 else log_tail(self.log_path)}
+        rc = self.wait_exit(timeout)
+        return {"rc": rc, "error": None if rc == 0 else self.log_tail(15)}
 
     def snapshot(self) -> dict[str, Any]:
         doc = self.status()
@@ -224,56 +163,6 @@ class NodeProcess:
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.proc.pid)
-
-    def begin_stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> int | None:
-        rc = stop_process(self.proc, 10.0)
-        self._log.close()
-        return rc
-
-
-class RedisServer:
-    """Our own redis-server on a free loopback port with a random password, stopped by pid."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.port = free_port()
-        self.password = secrets.token_hex(12)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = logdir / f"redis-{self.port}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        # No persistence; no output-buffer limit for pub/sub clients, so a subscriber that falls behind a
-        # pipelined publisher is buffered (and measured), not disconnected.
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", self.password]
-        args += ["--save", "", "--appendonly", "no", "--client-output-buffer-limit", "pubsub 0 0 0"]
-        args += ["--dir", str(logdir)]
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        self.client = self._connect()
-
-    def _connect(self) -> Any:
-        import redis
-
-        client = redis.Redis.from_url(self.url, password=self.password, socket_timeout=10)
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"redis-server exited with {self.proc.returncode}\n{log_tail(self.log_path)}")
-            try:
-                client.ping()
-                return client
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"redis-server not answering PING\n{log_tail(self.log_path)}") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        try:
-            self.client.close()
-        finally:
-            stop_process(self.proc)
-            self._log.close()
 
 
 # --- the same parties as threads of the bench process (--threads, used by --quick) --------------
@@ -393,10 +282,10 @@ class Launcher:
         if self.threads or lab:
             spec = {"node": role, "env": env, "oneshot": oneshot}
             return self.host(name, {**spec, "lab": lab} if lab else spec)
-        proc = NodeProcess(role, name, env, self.logdir)
+        proc = NodeProcess(role, env, self.logdir, name)
         self.started.append(proc)
         if not oneshot:
-            proc.wait_healthy()
+            proc.wait_healthy(20.0)
         return proc
 
     def stop(self, party: Any) -> None:

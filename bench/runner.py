@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.cases import Case, Env
 from bench.procs import BenchError
+from ops.wait import WaitError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def run_case(case: Case, env: Env, repeat: int, progress: Any = None) -> dict[st
                         if progress:
                             progress(f"{case.id} {payload_label(payload)} round {r + 1}/{repeat}: {v.label}")
                         samples.setdefault((payload, v.key), []).append(v.measure(payload))
-    except BenchError as exc:
+    except (BenchError, WaitError) as exc:  # said in words already: no traceback
         record["error"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken case is reported and fails the run, others go on
         record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"

@@ -14,11 +14,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 
+from nodes import roles
 from ops import table
 from ops.compose import (
     DEFAULT_PROJECT,
@@ -32,15 +33,17 @@ from ops.compose import (
     snapshot,
     status_of,
 )
+from ops.wait import TimedOut, WaitError, until
 
 #: Replica counts of ``up`` unless given.
 DEFAULT_SCALE = {"worker": 3, "pipeworker": 3, "subscriber": 2, "client": 2}
 #: ``scale`` options -> services.
 SCALE_OPTIONS = {"workers": "worker", "pipe_workers": "pipeworker", "subscribers": "subscriber"}
-#: The one-shot batch senders ``demo`` reruns; the long-running roles it needs.
-BATCH_SERVICES = ("client", "ventilator", "publisher", "zpub")
+#: The one-shot batch senders ``demo`` reruns, and the long-running services it needs (from the registry).
+BATCH_SERVICES = roles.one_shot()
+NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES), "redis")
+#: Publisher -> its subscribers, per transport (the demo's report compares what each got).
 PUBSUB = (("publisher", "subscriber"), ("zpub", "zsub"))
-NEEDED = ("broker", "worker", "sink", "pipeworker", "redis", "subscriber", "zsub")
 
 console = Console(width=max(Console().width, 120))
 
@@ -155,22 +158,18 @@ def cmd_logs(args: argparse.Namespace, project: Project) -> int:
 # --- demo: one counted batch of each pattern ---------------------------------------------------------
 
 
-def settle(check: Any, timeout: float) -> None:
-    """Poll ``check()`` until it is true or ``timeout`` passes (the report then shows what is missing)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
+def settle(check: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll ``check()`` until it is true or ``timeout`` passes; no error (the report then shows what is missing)."""
+    with contextlib.suppress(TimedOut):
+        until(check, timeout, what, interval=0.3, ignore=(OSError,))
 
 
-def wait_for(what: str, check: Any, timeout: float) -> None:
-    settle(check, timeout)
-    if not check():
-        raise ComposeError(f"timed out after {timeout:.0f}s waiting for {what}")
+def batch_done(url: str) -> bool:
+    return status_of(url)["state"] == "done"
+
+
+def ledger_complete(sink_url: str, batch: str) -> bool:
+    return bool(((status_of(sink_url).get("batches") or {}).get(batch) or {}).get("complete"))
 
 
 def by_service(targets: Sequence[tuple[str, str]], service: str) -> list[tuple[str, str]]:
@@ -246,14 +245,14 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     project.wait_healthy(args.timeout, services=BATCH_SERVICES, expect={"client": clients})
     targets = project.targets()
     for label, url in [t for svc in BATCH_SERVICES for t in by_service(targets, svc)]:
-        wait_for(f"{label} to finish its batch", lambda u=url: status_of(u)["state"] == "done", args.timeout)
-    sink_url = by_service(targets, "sink")[0][1]
-    settle(lambda: ((status_of(sink_url).get("batches") or {}).get(batch) or {}).get("complete"), 10)
+        done = functools.partial(batch_done, url)
+        until(done, args.timeout, f"{label} to finish its batch", interval=0.3, ignore=(OSError,), error=ComposeError)
+    settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])
         published = (doc.get("labelled") or {}).get("published_by_topic") or {}
         for label, url in by_service(targets, sub_svc):
-            settle(functools.partial(caught_up, url, before.get(label), published), 10)
+            settle(functools.partial(caught_up, url, before.get(label), published), 10, f"{label} to catch up")
     after = snapshot(targets)
     names = {doc.get("node"): label for label, doc in after.items()}
     lost = report(after, before, targets, names, batch)
@@ -372,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args, Project(args.project))
-    except ComposeError as exc:
+    except (ComposeError, WaitError) as exc:
         say(f"[red]error:[/] {exc}")
         return 1
 

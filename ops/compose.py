@@ -17,7 +17,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -27,7 +26,9 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from nodes import roles
 from nodes.core.status import get_json
+from ops.wait import last_lines, until
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
@@ -40,20 +41,8 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
-#: Services in the order of the diagram in compose.yaml (the status table follows it).
-SERVICES = (
-    "broker",
-    "worker",
-    "client",
-    "sink",
-    "ventilator",
-    "pipeworker",
-    "redis",
-    "publisher",
-    "subscriber",
-    "zpub",
-    "zsub",
-)
+#: Services in the registry's order (each pattern's roles together; the status table follows it), then redis.
+SERVICES = (*roles.NAMES, "redis")
 
 
 class ComposeError(RuntimeError):
@@ -155,11 +144,12 @@ def health_of(container: Container) -> str:
 
 
 def logs_tail(container: Container, lines: int = 15) -> str:
+    """The container's last log lines, indented for an error message (the engine keeps the logs, not a file)."""
     try:
-        text = container.logs(tail=lines).decode("utf-8", "replace").rstrip()
+        text = container.logs(tail=lines).decode("utf-8", "replace")
     except docker.errors.APIError as exc:
         text = f"(no logs: {exc})"
-    return "\n".join("    " + line for line in text.splitlines())
+    return last_lines(text, lines, "    ")
 
 
 class Project:
@@ -274,24 +264,26 @@ class Project:
         """
         services = list(services)
         expect = dict(expect or {})
-        deadline = time.monotonic() + timeout
-        while True:
+        seen: dict[str, Any] = {"containers": [], "problems": {}, "short": {}}
+
+        def healthy() -> list[Container]:
             containers = self.containers(services)
             problems = {c.name: health_of(c) for c in containers if health_of(c) != "healthy"}
-            exited = [c for c in containers if health_of(c) in ("exited", "dead", "restarting")]
             short = {
                 svc: n
                 for svc, n in expect.items()
                 if sum(c.labels.get(SERVICE_LABEL) == svc and health_of(c) == "healthy" for c in containers) < n
             }
-            if containers and not problems and not short:
-                return containers
-            if exited or time.monotonic() >= deadline:
-                why = "a container exited or is restarting" if exited else f"not healthy after {timeout:.0f}s"
-                raise ComposeError(
-                    "\n".join([f"project {self.name}: {why}:", *_report_lines(containers, problems, short)])
-                )
-            time.sleep(0.5)
+            seen.update(containers=containers, problems=problems, short=short)
+            if any(health_of(c) in ("exited", "dead", "restarting") for c in containers):
+                raise ComposeError(report(f"project {self.name}: a container exited or is restarting:"))
+            return containers if containers and not problems and not short else []
+
+        def report(why: str) -> str:
+            return "\n".join([why, *_report_lines(**seen)])
+
+        everyone = f"every container of project {self.name} to be healthy"
+        return until(healthy, timeout, lambda: report(everyone), interval=0.5, error=ComposeError)
 
 
 def _report_lines(containers: list[Container], problems: dict[str, str], short: dict[str, int]) -> list[str]:

@@ -1,9 +1,10 @@
-"""The status table: one row a node, read from each node's ``/status`` (``python -m nodes table URL...``).
+"""The status table: one row a node, read from each node's ``/status``.
 
 Used by ``make status`` / ``make status-local`` and by a person watching a cluster. It only reads
 HTTP, so it works the same for local processes and for containers whose status ports are published
-on 127.0.0.1. Roles evolve: every field is read with a default, and a node that does not answer is
-a row saying so rather than an error.
+on 127.0.0.1. No per-role cases: every role reports its connected ``peers`` and a one-line
+``summary`` in words, and the table shows those. Every field is read with a default, and a node
+that does not answer is a row saying so rather than an error.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from nodes import roles
+
 #: Seconds to wait for one node; the table must stay quick even when nodes are down.
 TIMEOUT = 2.0
 #: States in which a node counts as healthy (one-shot roles hold in "done" after their batch).
 HEALTHY_STATES = ("running", "done")
-#: Roles where every instance gets a full copy of the traffic: a "share" of it would mislead.
-FAN_OUT_ROLES = ("subscriber", "zsub")
+#: The pattern where every receiver gets a full copy of the traffic: a "share" of it would mislead.
+FAN_OUT_PATTERN = "pubsub"
 
 Row = tuple[str, "dict[str, Any] | None"]
 
@@ -78,11 +81,16 @@ def _counter(doc: Mapping[str, Any], name: str) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _fan_out(role: Any) -> bool:
+    spec = roles.ROLES.get(role) if isinstance(role, str) else None
+    return spec is not None and spec.pattern == FAN_OUT_PATTERN
+
+
 def shares(rows: Iterable[Row]) -> dict[str, float]:
     """Each node's received as a fraction of its role's total, for load-balanced roles with several nodes."""
     by_role: dict[str, list[tuple[str, int]]] = {}
     for label, doc in rows:
-        if doc is not None and doc.get("role") not in FAN_OUT_ROLES:
+        if doc is not None and not _fan_out(doc.get("role")):
             by_role.setdefault(str(doc.get("role", "?")), []).append((label, _counter(doc, "received")))
     out: dict[str, float] = {}
     for members in by_role.values():
@@ -92,75 +100,16 @@ def shares(rows: Iterable[Row]) -> dict[str, float]:
     return out
 
 
-def _fmt(pairs: Iterable[tuple[str, Any]]) -> str:
-    return " ".join(f"{k}={v}" for k, v in pairs if v is not None)
-
-
-def _last(mapping: Any) -> Any:
-    """The last value of a dict (insertion order = the most recent batch), or the value itself."""
-    if isinstance(mapping, dict) and mapping:
-        return list(mapping.values())[-1]
-    return mapping if isinstance(mapping, dict) else None
-
-
-def _count(value: Any) -> Any:
-    """A number as is; a list or dict by its length (e.g. zpub lists its subscribers)."""
-    return len(value) if isinstance(value, list | dict) else value
+def peers(doc: Mapping[str, Any]) -> str:
+    """Connected peers as every role reports them (``peers``: broker: workers, ventilator: pipeworkers, ...)."""
+    value = doc.get("peers")
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
 
 
 def detail(doc: Mapping[str, Any]) -> str:
-    """A short role-specific summary; every key is optional, so a role that changes shape shows less, not an error."""
-    role = doc.get("role")
-    counters = doc.get("counters") or {}
-    labelled = doc.get("labelled") or {}
-    if role == "client":
-        requests = doc.get("requests")
-        replied = counters.get("replied")
-        return _fmt(
-            [
-                ("replied", f"{replied}/{requests}" if replied is not None and requests is not None else replied),
-                ("failed", counters.get("failed")),
-                ("retried", counters.get("retried")),
-            ]
-        )
-    if role == "broker":
-        return _fmt(
-            [
-                ("mode", doc.get("mode")),
-                ("connected", doc.get("workers_connected")),
-                ("ready", doc.get("workers_ready")),
-                ("replying", len(labelled.get("replies_by_worker") or {}) or None),
-            ]
-        )
-    if role == "sink":
-        batch = _last(doc.get("batches")) or {}
-        return _fmt(
-            [
-                ("batch", f"{batch.get('distinct')}/{batch.get('size')}" if batch else None),
-                ("missing", batch.get("missing")),
-                ("dup", batch.get("duplicates")),
-                ("workers", _count(batch.get("by_worker"))),
-            ]
-        )
-    if role == "ventilator":
-        return _fmt([("tasks", doc.get("tasks")), ("pipeworkers", doc.get("connected_pipeworkers"))])
-    if role in ("subscriber", "zsub"):
-        per_topic = labelled.get("received_by_topic") or {}
-        text = " ".join(f"{t}:{n}" for t, n in sorted(per_topic.items()))
-        anomalies = _fmt((k, counters.get(k)) for k in ("gaps", "duplicates", "out_of_order") if counters.get(k))
-        return " ".join(x for x in (text, anomalies or ("gaps=0" if "gaps" in counters else "")) if x)
-    if role in ("publisher", "zpub"):
-        subscribers = doc.get("subscribers_listening", doc.get("subscribers"))
-        return _fmt(
-            [
-                ("topics", len(labelled.get("published_by_topic") or {}) or None),
-                ("subscribers", _count(subscribers)),
-                ("failed", counters.get("failed") or None),
-            ]
-        )
-    if role in ("worker", "pipeworker"):
-        return _fmt([("mode", doc.get("mode"))])
-    return ""
+    """The node's own one-line ``summary``: each role words its state, the table only shows it."""
+    summary = doc.get("summary")
+    return summary if isinstance(summary, str) else ""
 
 
 def render(rows: list[Row]) -> Table:
@@ -175,13 +124,14 @@ def render(rows: list[Row]) -> Table:
         ("out", "right"),
         ("rejected", "right"),
         ("share", "right"),
-        ("detail", "left"),
+        ("peers", "right"),
+        ("summary", "left"),
     ):
-        table.add_column(name, justify=justify, no_wrap=name != "detail")
+        table.add_column(name, justify=justify, no_wrap=name != "summary")
     share = shares(rows)
     for label, doc in rows:
         if doc is None:
-            table.add_row(label, "?", "unreachable", "[red]down[/]", "", "", "", "", "")
+            table.add_row(label, "?", "unreachable", "[red]down[/]", "", "", "", "", "", "")
             continue
         ok = healthy(doc)
         rejected = _counter(doc, "rejected")
@@ -194,6 +144,7 @@ def render(rows: list[Row]) -> Table:
             str(_counter(doc, "sent")),
             f"[yellow]{rejected}[/]" if rejected else "0",
             f"{share[label]:.0%}" if label in share else "",
+            peers(doc),
             detail(doc),
         )
     return table

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from supervisor.options import ServerOptions
 
+from nodes import roles
 from ops import local
 from tests.support import ROOT, get_json, wait_until
 
@@ -150,10 +151,12 @@ def test_generated_conf_matches_the_port_plan(tmp_path: Path, base: int) -> None
         env = proc.environment
         assert (env["NODE_NAME"], int(env["STATUS_PORT"])) == (name, port)
         assert proc.stdout_logfile == str(state.log_of(name))
-        one_shot = plan.roles()[name] in local.ONE_SHOT
+        one_shot = plan.roles()[name] in roles.one_shot()
         assert (group == local.BATCH_GROUP, proc.autostart, env.get("HOLD")) == (
             (True, False, "1") if one_shot else (False, True, None)
         ), name
+        wired = {*roles.get(plan.roles()[name]).binds, *roles.get(plan.roles()[name]).connects}
+        assert wired <= set(env), (name, wired - set(env))  # every endpoint a role binds or connects is planned
     assert procs["ventilator"][1].environment["MIN_PIPEWORKERS"] == "2"
     assert procs["publisher"][1].environment["MIN_SUBSCRIBERS"] == "4"
     assert procs["subscriber-4"][1].environment["REDIS_PASSWORD"] == "pw"

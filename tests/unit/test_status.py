@@ -1,4 +1,4 @@
-"""nodes.status (Stats, the HTTP server) and nodes.table (the status table built from /status documents)."""
+"""nodes.core.status (Stats, the HTTP server) and ops.table (the status table built from /status documents)."""
 
 from __future__ import annotations
 
@@ -163,41 +163,50 @@ def test_share_is_per_role_and_only_for_roles_with_several_nodes() -> None:
     assert table.shares([("a", doc("a", "worker")), ("b", doc("b", "worker"))]) == {}  # nothing received yet
 
 
-def test_render_shows_counts_share_health_and_details() -> None:
+def test_render_shows_counts_share_health_peers_and_summary() -> None:
     rows = [
-        (
-            "client",
-            doc("client", "client", state="done", requests=40, counters={"replied": 40, "failed": 0, "retried": 1}),
-        ),
+        ("client", doc("client", "client", state="done", summary="replied 40/40 failed 0 retried 1", peers=None)),
+        ("broker", doc("broker", "broker", 40, peers=2, summary="proxy: 2 workers, 40 forwarded")),
         ("worker-1", doc("worker-1", "worker", 30, counters={"rejected": 2})),
         ("worker-2", doc("worker-2", "worker", 10)),
-        (
-            "sink",
-            doc("sink", "sink", 5, batches={"b1": {"size": 9}, "b2": {"size": 5, "distinct": 5, "missing": 0}}),
-        ),
-        ("subscriber-1", doc("subscriber-1", "subscriber", 3, labelled={"received_by_topic": {"catB": 1, "catA": 2}})),
+        ("subscriber-1", doc("subscriber-1", "subscriber", 3, summary="catA 2 catB 1 gaps 0")),
         ("zsub", None),
     ]
     text = text_of(rows)
-    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
-    assert "replied=40/40 failed=0 retried=1" in lines["client"] and " done " in lines["client"]
-    assert " 75% " in lines["worker-1"] and " 2 " in lines["worker-1"]
-    assert " 25% " in lines["worker-2"]
-    assert "batch=5/5 missing=0" in lines["sink"]  # the newest batch
-    assert "catA:2 catB:1" in lines["subscriber-1"]
+    header = next(line for line in text.splitlines() if "node" in line and "summary" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]][-2:] == ["peers", "summary"]
+    lines = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("│")
+    }
+    assert lines["client"][-2:] == ["", "replied 40/40 failed 0 retried 1"] and lines["client"][2] == "done"
+    assert lines["broker"][-2:] == ["2", "proxy: 2 workers, 40 forwarded"]
+    assert lines["worker-1"][-3:] == ["75%", "", ""] and lines["worker-1"][6] == "2"
+    assert lines["worker-2"][-3] == "25%"
+    assert lines["subscriber-1"][-1] == "catA 2 catB 1 gaps 0"
     assert "unreachable" in lines["zsub"] and "down" in lines["zsub"]
+
+
+def test_peers_and_summary_are_the_same_keys_for_every_role() -> None:
+    """No role is special: the same two keys give the same cells whatever the role says it is."""
+    for role in ("client", "broker", "sink", "zpub", "a-role-added-tomorrow"):
+        d = doc("n", role, peers=3, summary="said in words")
+        assert (table.peers(d), table.detail(d)) == ("3", "said in words"), role
+    assert (table.peers(doc("n", "sink")), table.detail(doc("n", "sink"))) == ("", "")
 
 
 def test_render_survives_missing_and_odd_keys() -> None:
     odd = [
         ("a", {}),
-        ("b", {"role": "sink", "batches": "not a dict", "counters": {"received": "many"}}),
-        ("c", {"role": "client", "counters": None, "labelled": None}),
-        ("d", {"role": "subscriber", "labelled": {"received_by_topic": {}}}),
+        ("b", {"role": "sink", "batches": "not a dict", "counters": {"received": "many"}, "peers": "many"}),
+        ("c", {"role": "client", "counters": None, "labelled": None, "summary": 5, "peers": True}),
+        ("d", {"role": "subscriber", "labelled": {"received_by_topic": {}}, "summary": None, "peers": [1, 2]}),
     ]
     text = text_of(odd)
     lines = [line for line in text.splitlines() if line.startswith("│")]
     assert len(lines) == 4 and all("unhealthy" in line for line in lines)  # no state: not healthy
+    assert all(table.peers(d) == "" and table.detail(d) == "" for _, d in odd)
 
 
 @pytest.mark.parametrize(
