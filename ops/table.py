@@ -185,3 +185,15 @@ def main(urls: list[str], as_json: bool = False) -> int:
         print(f"not healthy: {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.table", description="Print the status table of the nodes at the given /status URLs."
+    )
+    parser.add_argument("urls", nargs="+", metavar="[LABEL=]URL")
+    parser.add_argument("--json", action="store_true", help="print the collected documents as JSON")
+    args = parser.parse_args()
+    sys.exit(main(args.urls, as_json=args.json))
