@@ -24,12 +24,14 @@ from ops import table
 from ops.compose import (
     DEFAULT_PROJECT,
     IMAGE,
+    ROOT,
     SERVICE_LABEL,
     ComposeError,
     Project,
     health_of,
     image_exists,
     label_of,
+    read_env_file,
     snapshot,
     status_of,
 )
@@ -99,9 +101,22 @@ def where_to_look(project: Project) -> None:
     for service in ("broker", "sink", "subscriber", "zsub"):
         if service in urls:
             say(f"  {service:<16} {urls[service]}   (also /metrics, /healthz)")
+    for what, url in host_endpoints(project).items():
+        say(f"  {what:<16} {url}")
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
     say("  a counted run    make demo            stop it all: make down")
+
+
+def host_endpoints(project: Project) -> dict[str, str]:
+    """Where a program on the host reaches the cluster (the fixed ports compose.yaml publishes)."""
+    env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    return {
+        "your REQ client": f"tcp://127.0.0.1:{env.get('FRONTEND_HOST_PORT', '5555')}  (broker frontend)",
+        "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub)",
+        "your Redis client": f"redis://127.0.0.1:{env.get('REDIS_HOST_PORT', '6379')}/0  "
+        f"(password: REDIS_PASSWORD in {project.env_file.relative_to(ROOT)})",
+    }
 
 
 def cmd_down(args: argparse.Namespace, project: Project) -> int:

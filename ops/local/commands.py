@@ -120,6 +120,11 @@ def up(plan: Plan, state: State, timeout: float) -> int:
     print(
         f"==> up: {len(plan.nodes())} nodes + redis; logs in {state.logs}; port plan in {state.plan_file}", flush=True
     )
+    print("==> from your own program:", flush=True)
+    print(f"    your REQ client    tcp://127.0.0.1:{plan.endpoint('frontend')}  (broker frontend)")
+    print(f"    your REP worker    tcp://127.0.0.1:{plan.endpoint('backend')}  (broker backend)")
+    print(f"    your SUB socket    tcp://127.0.0.1:{plan.endpoint('zpub')}  (zpub)")
+    print(f"    your Redis client  {plan.redis_url}  (password: requirepass in {state.redis_conf})")
     return status(state)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ops.compose import IMAGE, ComposeError, Project, compose_tool, docker_client, image_exists
+from ops.harness import free_port
 
 #: Interpolated into compose.yaml for every module: fast work, quick retries, patient batch senders.
 BASE_ENV = {"WORK_MS": "1", "TASK_MS": "0", "REQUEST_TIMEOUT": "1", "RETRIES": "3", "WAIT_TIMEOUT": "60"}
@@ -51,7 +52,9 @@ def docker_ready() -> None:
 @pytest.fixture(scope="module")
 def cluster(docker_ready: None, request: pytest.FixtureRequest) -> Iterator[Project]:
     """An empty compose project of this module's own; tests bring up the services they need."""
-    project = Project(f"mpc-it-{secrets.token_hex(3)}", env=BASE_ENV)
+    # The fixed host ports of compose.yaml, moved to free ones: never clash with a cluster a person runs.
+    ports = {var: str(free_port()) for var in ("FRONTEND_HOST_PORT", "ZPUB_HOST_PORT", "REDIS_HOST_PORT")}
+    project = Project(f"mpc-it-{secrets.token_hex(3)}", env={**BASE_ENV, **ports})
     NUMBERS.append(f"{request.module.__name__}: compose project {project.name} ({' '.join(compose_tool())})")
     try:
         yield project
