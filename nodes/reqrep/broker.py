@@ -1,31 +1,46 @@
-"""broker: load balancing between REQ clients and workers.
+"""broker: load balancing between REQ clients and workers; payload-agnostic, like ``zmq.proxy``.
 
 Binds FRONTEND_BIND (a ROUTER; clients' REQ sockets connect) and BACKEND_BIND (workers
 connect). The broker is the stable side: it binds and never connects, so workers scale freely.
 
-proxy mode (default): the backend is a DEALER, which spreads requests round robin over the
-connected REP workers, as ``zmq.proxy`` would — but in a loop that validates and counts.
+Plain peers first (docs/wire.md): the broker validates only the routing frames and forwards the
+body untouched, whatever it is: a request is ``[client, b"", body...]`` on the frontend (what a REQ
+socket's message looks like to a ROUTER), a reply ``[client, b"", body...]`` from the backend. A
+message whose routing frames are malformed (no empty delimiter, nothing after it) is the only thing
+refused: counted under ``rejected`` and logged (sampled), never dropped silently. The body is never
+decoded to be forwarded; it is looked at only to count the reply under its worker.
 
-lru mode (``--mode lru``; Paranoid Pirate, zguide ppqueue): the backend is a ROUTER. Workers
-(DEALER) say READY; the broker keeps them in an LRU queue with expiry (:mod:`nodes.workerqueue`),
-sends each request to the worker idle longest, heartbeats idle workers every HEARTBEAT_IVL and
-forgets a worker silent for HEARTBEAT_LIVENESS intervals. A request never goes to a worker that
-did not ask for one, so a dead worker costs at most the request it was holding.
+proxy mode (default): the backend is a DEALER, which spreads requests round robin over the
+connected REP workers (the project's workers or any plain REP server), as ``zmq.proxy`` would —
+but in a loop that validates and counts. Replies are counted per worker from the envelope's
+origin when the body is an envelope, else under ``unattributed``.
+
+lru mode (``--mode lru``; zguide lbbroker + Paranoid Pirate ppqueue): the backend is a ROUTER and
+a request goes only to a worker that asked for one, the one idle longest (:mod:`workerqueue`). Two
+kinds of worker, side by side:
+
+- the project's workers (DEALER) send a READY envelope, then heartbeat envelopes; the broker
+  heartbeats them while idle and forgets one silent for HEARTBEAT_LIVENESS x HEARTBEAT_IVL.
+  Requests go out as ``[worker, client, b"", body...]``, replies come back the same way.
+- plain workers (REQ, zguide lbworker) send ``READY`` (or ``\x01``) once; their REQ socket adds an
+  empty delimiter, so they are told apart by it: ``[worker, b"", client, b"", body...]`` both ways.
+  They get no heartbeats (a REQ worker could not take one) and never expire by silence; their
+  liveness is the ZMTP connection (a send to a gone worker fails under ROUTER_MANDATORY).
+
+Replies are counted per worker by backend identity: the name the worker gave in its READY, or for
+a plain worker its identity (printable, else hex). A dead worker costs at most the request it held.
 
 Both modes (zguide style): poll with a timeout; handle the backend first; read the frontend only
 while the backend can take a message (proxy: DEALER POLLOUT; lru: a worker is ready), so the
 broker never blocks and never has to drop a request it read. Each readable socket is drained in
-batches with NOBLOCK to keep up with ``zmq.proxy``. A frontend message must be
-``[client, b"", request envelope]``, a reply ``[client, b"", reply envelope]``; anything else is
-counted once under ``rejected`` and dropped. Replies are counted per worker (``replies_by_worker``,
-from the envelope's origin); the frontend has ROUTER_MANDATORY so a reply to a client that has gone
-(e.g. one that retried on a new socket), or whose queue is full (a client pipelining more than
-SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silently.
+batches with NOBLOCK to keep up with ``zmq.proxy``. The frontend has ROUTER_MANDATORY so a reply
+to a client that has gone (e.g. one that retried on a new socket), or whose queue is full (a client
+pipelining more than SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silently.
 
 Counters: ``received`` (every message read, worker heartbeats included), ``requests`` and
 ``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``; lru mode adds
-``workers_lost``. /status has ``peers`` (workers whose handshake is done, counted by
-:mod:`nodes.peers`) and, in lru mode, ``workers_ready``/``workers_busy``.
+``workers_lost``. /status has ``peers`` (workers whose ZMTP handshake is done, plain ones included,
+counted by :mod:`nodes.core.peers`) and, in lru mode, ``workers_ready``/``workers_busy``/``workers_plain``.
 """
 
 from __future__ import annotations
@@ -71,7 +86,7 @@ class Broker(Node):
     def extra_status(self) -> dict:
         doc: dict = {"mode": self.settings.mode}
         if self.settings.mode == "lru":
-            doc.update(workers_ready=len(self.queue), workers_busy=self.queue.busy)
+            doc.update(workers_ready=len(self.queue), workers_busy=self.queue.busy, workers_plain=self.queue.plain)
         return doc
 
     def serve(self) -> int:
@@ -155,27 +170,50 @@ class Broker(Node):
         return 0
 
     def _pump_workers(self, back: zmq.Socket, front: zmq.Socket) -> None:
-        """Replies (forwarded; the worker is ready again) and READY/heartbeat frames from workers."""
-        valid, deliver, queue = self._valid_reply, self._deliver, self.queue
+        """Replies (forwarded; the worker is ready again) and READY/heartbeat frames from workers.
+
+        ``[worker, b"", ...]`` comes from a plain REQ worker (its socket adds the delimiter), anything
+        else from one of the project's DEALER workers; after that the two look alike.
+        """
+        deliver, queue, incr_label = self._deliver, self.queue, self.stats.incr_label
         delivered = 0
         for frames in self.drain(back):
-            worker, rest = frames[0], frames[1:]
+            worker = frames[0]
+            plain = len(frames) > 1 and not frames[1]
+            rest = frames[2:] if plain else frames[1:]
             if len(rest) == 1:
-                self._control(worker, rest[0])
-            elif valid(rest):
-                queue.ready(worker)
+                self._control(worker, rest[0], plain)
+            elif len(rest) > 2 and not rest[1]:
+                incr_label("replies_by_worker", queue.label(worker) or protocol.identity_label(worker))
+                queue.ready(worker, plain=plain)
                 delivered += deliver(front, rest)
+            else:
+                self._malformed(frames, "backend", "[worker, (empty,) client, empty, reply...] or a READY")
         self._count_forwarded("replies", delivered)
 
-    def _control(self, worker: bytes, frame: bytes) -> None:
+    def _control(self, worker: bytes, frame: bytes, plain: bool) -> None:
+        """READY from a plain REQ worker, or a READY/heartbeat envelope from a project worker."""
+        if plain:
+            if frame in protocol.PLAIN_READY:
+                label = protocol.identity_label(worker)
+                self.queue.ready(worker, plain=True, label=label)
+                event(log, "worker_ready", worker=label, plain=True, ready=len(self.queue))
+            else:
+                self.reject(f"expected READY from a plain REQ worker, got {frame[:32]!r}", "backend")
+            return
+        if frame in protocol.PLAIN_READY:
+            self.reject(
+                "a plain READY from a DEALER: a plain worker must use a REQ socket (zguide lbworker)", "backend"
+            )
+            return
         env = self.decode(frame, "backend")
         if env is None:
             return
         if env.kind == protocol.READY:
-            self.queue.ready(worker)
+            self.queue.ready(worker, plain=False, label=env.origin or protocol.identity_label(worker))
             event(log, "worker_ready", worker=env.origin, identity=worker.hex(), ready=len(self.queue))
         elif env.kind == protocol.HEARTBEAT:
-            self.queue.alive(worker)
+            self.queue.alive(worker, env.origin or None)
         else:
             self.reject(f"expected ready or heartbeat from a worker, got {env.kind!r}", "backend")
 
@@ -198,7 +236,7 @@ class Broker(Node):
 
     def _to_worker(self, back: zmq.Socket, worker: bytes, frames: list[bytes]) -> bool:
         try:
-            send_nowait(back, [worker, *frames])
+            send_nowait(back, [worker, b"", *frames] if self.queue.is_plain(worker) else [worker, *frames])
             return True
         except zmq.ZMQError as exc:
             if exc.errno not in PEER_GONE:
@@ -210,7 +248,7 @@ class Broker(Node):
 
     def _heartbeat(self, back: zmq.Socket) -> None:
         frame = wire.make(protocol.HEARTBEAT, self.ids(), origin=self.name)
-        for worker in self.queue.idle():
+        for worker in self.queue.heartbeat_due():  # never a plain REQ worker: it could not take one
             self._to_worker(back, worker, [frame])
         for worker in self.queue.purge():
             self.stats.incr("workers_lost")
@@ -219,27 +257,28 @@ class Broker(Node):
     # --- shared by both modes -------------------------------------------------------------------
 
     def _valid_request(self, frames: list[bytes]) -> bool:
-        """True for ``[client, b"", request envelope]``; otherwise counts one reject."""
-        return self._envelope(frames, protocol.REQUEST, "frontend") is not None
+        """True for ``[client, b"", body...]`` (the body is not looked at); otherwise counts one reject."""
+        if len(frames) > 2 and not frames[1]:
+            return True
+        self._malformed(frames, "frontend", "[client, empty, request...]")
+        return False
 
     def _valid_reply(self, frames: list[bytes]) -> bool:
-        """True for ``[client, b"", reply envelope]`` (counted under its worker); otherwise counts one reject."""
-        env = self._envelope(frames, protocol.REPLY, "backend")
-        if env is None:
-            return False
-        self.stats.incr_label("replies_by_worker", env.origin or "?")
-        return True
+        """proxy mode: True for ``[client, b"", body...]``, counted under its worker; otherwise one reject."""
+        if len(frames) > 2 and not frames[1]:
+            self.stats.incr_label(
+                "replies_by_worker", protocol.origin_of(frames[2]) if len(frames) == 3 else protocol.UNATTRIBUTED
+            )
+            return True
+        self._malformed(frames, "backend", "[client, empty, reply...]")
+        return False
 
-    def _envelope(self, frames: list[bytes], kind: str, source: str) -> wire.Envelope | None:
-        """The envelope of ``[client, b"", envelope of kind]``, or None after counting one reject."""
-        if len(frames) != 3 or frames[1]:
-            self.reject(f"expected [client, empty, {kind}], got {len(frames)} frames", source)
-            return None
-        env = self.decode(frames[2], source)
-        if env is not None and env.kind != kind:
-            self.reject(f"expected a {kind}, got kind {env.kind!r}", source)
-            return None
-        return env
+    def _malformed(self, frames: list[bytes], source: str, expected: str) -> None:
+        """Count and log (sampled) one message whose routing frames are malformed."""
+        shape = ", ".join("empty" if not f else f"{len(f)} bytes" for f in frames[:6])
+        self.reject(
+            f"malformed routing frames: expected {expected}, got [{shape}{', ...' if len(frames) > 6 else ''}]", source
+        )
 
     def _deliver(self, front: zmq.Socket, frames: list[bytes]) -> bool:
         """Send a reply to its client; a client that has gone is counted, not silently dropped."""
@@ -264,6 +303,9 @@ class Broker(Node):
         before = self.peers.count
         if self.peers.poll() != before:
             event(log, "backend_peers", connected=self.peers.count, endpoint=self.settings.backend)
+            if self.peers.count < before:  # a busy plain worker may be the one that went (workerqueue rule 4)
+                for worker in self.queue.forget_busy_plain():
+                    event(log, "plain_worker_forgotten", identity=worker.hex(), hint="comes back with its reply")
 
     @staticmethod
     def _poller(*registrations: tuple[zmq.Socket, int]) -> zmq.Poller:

@@ -7,12 +7,16 @@ Lazy Pirate (zguide lpclient): a request may be lost with the worker holding it,
 socket that sent and got nothing back is stuck (it must receive before it may send again). So
 the client polls for the reply for REQUEST_TIMEOUT; on timeout it closes the socket with
 LINGER=0 (dropping the lost request), opens a new one and sends the same request again, up to
-RETRIES times (a tenacity loop). A reply counts only if it echoes the request's id; anything
-else is rejected and the request is resent.
+RETRIES times (a tenacity loop). A reply counts if it is a reply envelope that echoes the
+request's id (counted under the worker it names), or a plain frame that ends with the request's
+exact bytes: an echo, or the chapter's ``Stop saying: <request>``, so that any plain REP server
+(docs/wire.md) is a valid worker; the request frame carries a unique id, so such an echo cannot
+answer another request. A plain reply is counted under ``unattributed`` (its worker has no name).
+Anything else is rejected and the request is resent.
 
 Counters: ``sent`` (distinct requests; ``sent == replied + failed`` at the end), ``replied``,
 ``retried`` (resends), ``failed`` (no correct reply after every retry), ``received``/``rejected``
-(reply frames); labelled ``replies_by_worker``. Exit code 0 iff failed == 0.
+(reply frames), ``plain_replies``; labelled ``replies_by_worker``. Exit code 0 iff failed == 0.
 """
 
 from __future__ import annotations
@@ -68,10 +72,10 @@ class Client(Node):
             request_id = self.ids()
             frame = wire.make(protocol.REQUEST, request_id, protocol.request(n, payload), origin=self.name)
             counters["sent"] += 1
-            reply = self._lazy_pirate(self._attempt, request_id, frame)
-            if reply is not None:
+            worker = self._lazy_pirate(self._attempt, request_id, frame)
+            if worker is not None:
                 counters["replied"] += 1
-                self.stats.incr_label("replies_by_worker", reply.origin or "?")
+                self.stats.incr_label("replies_by_worker", worker)
             elif self.stop.is_set():
                 self.stats.incr("abandoned")  # stopped while retrying: neither answered nor given up on
                 break
@@ -95,7 +99,7 @@ class Client(Node):
         )
         return 0 if counters["failed"] == 0 else 1
 
-    def _attempt(self, request_id: str, frame: bytes) -> wire.Envelope | None:
+    def _attempt(self, request_id: str, frame: bytes) -> str | None:
         """Send once and wait for the reply; on timeout, close the stuck REQ socket so the next attempt reopens it."""
         if self._sock is None:
             self._sock = self.socket(zmq.REQ, connect=self.settings.broker)
@@ -109,18 +113,22 @@ class Client(Node):
                 break
             if sock.poll(min(POLL_MS, max(1, int(left_ms)))):
                 self.stats.counters["received"] += 1
-                return self._check(sock.recv_multipart(), request_id)
+                return self._check(sock.recv_multipart(), request_id, frame)
         self.close_socket(sock)  # LINGER=0: the unanswered request dies with the socket
         self._sock = None
         return None
 
-    def _check(self, frames: list[bytes], request_id: str) -> wire.Envelope | None:
-        """The reply if it answers ``request_id``; otherwise count it rejected (the REQ may send again)."""
+    def _check(self, frames: list[bytes], request_id: str, request: bytes) -> str | None:
+        """The worker that answered ``request_id`` (a name, or ``unattributed`` for a plain echo of
+        ``request``); otherwise ``None`` after counting a reject (the REQ may send again)."""
+        if len(frames) == 1 and protocol.echoes(frames[0], request):
+            self.stats.incr("plain_replies")
+            return protocol.UNATTRIBUTED
         env = self.decode_one(frames, "broker", (protocol.REPLY,))
         if env is not None and (not isinstance(env.body, dict) or env.body.get("request_id") != request_id):
             self.reject(f"reply does not answer request {request_id}", "broker")
             env = None
-        return env
+        return None if env is None else env.origin or "?"
 
     def _count_retry(self, state: RetryCallState) -> None:
         if state.attempt_number > 1:

@@ -12,8 +12,17 @@ every HEARTBEAT_IVL, and when the broker has been silent for HEARTBEAT_LIVENESS 
 closes the socket and reconnects after a backoff of 1 s doubling to 32 s. Requests arrive as
 ``[client, b"", request]`` and the reply goes back on the same address.
 
-A reply is an envelope of kind "reply" whose body echoes the request's id (the client checks
-it), names this worker and carries the request's n. WORK_MS of sleep stands in for real work.
+A request is answered in the dialect it came in (docs/wire.md):
+
+- an envelope of kind "request" with a map body: a reply envelope whose body echoes the request's
+  id (the client checks it), names this worker and carries the request's n;
+- a plain request (one frame that is not an envelope, e.g. ``message #N`` from the chapter's REQ
+  client): the chapter's plain reply ``Stop saying: message #N``, counted under ``plain``;
+- a malformed request (an envelope of another kind or without a map body, or more than one frame):
+  counted under ``rejected`` and answered with an error (an error envelope, or ``error: <reason>``
+  in plain bytes), because a REQ client waits on it: never silence.
+
+WORK_MS of sleep stands in for real work.
 SIGTERM: the request in hand is finished and answered, then the node exits 0.
 """
 
@@ -52,17 +61,28 @@ class Worker(Node):
     def answer(self, frames: list[bytes]) -> bytes:
         """The reply to one request (``frames`` without the return address); an error reply if it is bad."""
         self.stats.counters["received"] += 1
-        env = self.decode_one(frames, "broker", (protocol.REQUEST,))
-        if env is not None and not isinstance(env.body, dict):
-            self.reject("expected a request with a map body", "broker")
-            env = None
-        if env is None:
-            body = protocol.error_reply("malformed request", self.name)
+        if len(frames) != 1:
+            reason = f"expected 1 frame, got {len(frames)}"
+            self.reject(reason, "broker")
+            return protocol.plain_error(f"malformed request: {reason}")
+        try:
+            env = wire.decode(frames[0], self.max_size)
+        except wire.WireError:  # not an envelope: a plain request, answered the chapter's way
+            self.stats.incr("plain")
+            self._work()
+            return protocol.plain_reply(frames[0])
+        if env.kind != protocol.REQUEST or not isinstance(env.body, dict):
+            reason = f"expected a request with a map body, got kind {env.kind!r} with a {type(env.body).__name__} body"
+            self.reject(reason, "broker")
+            body = protocol.error_reply(f"malformed request: {reason}", self.name)
         else:
-            if self.settings.work_ms:
-                time.sleep(self.settings.work_ms / 1000)  # the simulated work itself, not synchronisation
+            self._work()
             body = protocol.reply(env.id, self.name, env.body.get("n"))
         return wire.make(protocol.REPLY, self.ids(), body, origin=self.name)
+
+    def _work(self) -> None:
+        if self.settings.work_ms:
+            time.sleep(self.settings.work_ms / 1000)  # the simulated work itself, not synchronisation
 
     # --- proxy mode: REP ------------------------------------------------------------------------
 

@@ -90,3 +90,56 @@ def test_remove_forgets_in_any_state() -> None:
     q.remove(b"never-seen")
     assert len(q) == 0 and q.busy == 0
     assert q.next() is None
+
+
+# --- plain workers (zguide lbbroker: a REQ socket, READY once, no heartbeats) --------------------
+
+
+def test_plain_worker_is_never_heartbeated_nor_expired() -> None:
+    q, clock = make(ttl=3.0)
+    q.ready(b"p", plain=True, label="plain-1")
+    q.ready(b"d", label="worker-1")
+    assert q.idle() == [b"p", b"d"]
+    assert q.heartbeat_due() == [b"d"]  # a heartbeat would break the REQ worker's state machine
+    assert (q.is_plain(b"p"), q.is_plain(b"d"), q.plain) == (True, False, 1)
+    clock.now += 1000.0
+    assert q.purge() == [b"d"]  # the silent DEALER worker expires; the plain one's liveness is its connection
+    assert q.idle() == [b"p"] and q.label(b"p") == "plain-1"
+    assert q.next() == b"p"
+    clock.now += 1000.0
+    assert q.purge() == [] and q.busy == 1  # busy for as long as its work takes
+
+
+def test_plain_worker_keeps_kind_and_label_across_replies_and_lru_order() -> None:
+    q, _ = make()
+    q.ready(b"p", plain=True, label="p")
+    q.ready(b"d", plain=False, label="d")
+    assert q.next() == b"p"
+    q.ready(b"p")  # its reply: kind and label as known
+    assert q.is_plain(b"p") and q.label(b"p") == "p"
+    assert q.idle() == [b"d", b"p"]
+    assert q.heartbeat_due() == [b"d"]
+
+
+def test_remove_and_forget_busy_plain() -> None:
+    q, _ = make()
+    q.ready(b"p1", plain=True, label="p1")
+    q.ready(b"p2", plain=True, label="p2")
+    q.ready(b"d", label="d")
+    assert [q.next(), q.next(), q.next()] == [b"p1", b"p2", b"d"]
+    q.ready(b"p2", plain=True)  # p2 answered: idle again
+    assert q.forget_busy_plain() == [b"p1"]  # a peer went: only busy plain workers are dropped (d expires)
+    assert b"p1" not in q and q.label(b"p1") is None and not q.is_plain(b"p1")
+    assert q.idle() == [b"p2"] and q.busy == 1
+    q.ready(b"p1", plain=True)  # it was alive after all: its reply brings it back
+    assert q.idle() == [b"p2", b"p1"] and q.plain == 2
+    q.remove(b"p2")
+    assert q.plain == 1 and q.label(b"p2") is None
+
+
+def test_heartbeat_labels_an_unknown_worker_and_makes_it_heartbeating() -> None:
+    q, _ = make()
+    q.alive(b"z", "worker-z")  # e.g. after a broker restart, before its next READY
+    assert q.label(b"z") == "worker-z" and q.heartbeat_due() == [b"z"]
+    q.alive(b"z", "other")  # a known label is kept
+    assert q.label(b"z") == "worker-z"
