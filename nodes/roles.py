@@ -79,7 +79,7 @@ _ROLES = (
         "reqrep",
         "nodes.reqrep.worker:Worker",
         config.WorkerSettings,
-        "REP worker (DEALER in lru mode): replies with its identity and the request id",
+        "REP worker (DEALER in lru mode): answers envelopes with its name and the request id, plain requests with Stop saying: ...",
         scaled=True,
     ),
     Role(
@@ -109,7 +109,7 @@ _ROLES = (
         "pubsub",
         "nodes.pubsub.publisher:Publisher",
         config.PublisherSettings,
-        "Redis PUBLISH of MESSAGES messages over TOPICS with per-topic sequence numbers",
+        "Redis PUBLISH of MESSAGES messages over TOPICS (0 = until stopped), envelopes with sequence numbers or plain",
     ),
     Role(
         "subscriber",
@@ -124,7 +124,7 @@ _ROLES = (
         "pubsub",
         "nodes.pubsub.zpub:Zpub",
         config.ZpubSettings,
-        "ZeroMQ XPUB: publishes [topic, payload] once MIN_SUBSCRIBERS have subscribed",
+        "ZeroMQ XPUB: publishes [topic, payload] (envelope or plain) once MIN_SUBSCRIBERS have subscribed",
     ),
     Role(
         "zsub",

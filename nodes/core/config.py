@@ -147,9 +147,29 @@ class Batch:
 
 @dataclass(frozen=True)
 class Publish(Batch):
-    messages: int = setting(1000, "MESSAGES", "number of messages to publish", whole)
+    messages: int = setting(
+        1000, "MESSAGES", "number of messages to publish (0 = continuous, at RATE until stopped)", whole
+    )
     topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics, round robin", topics)
     min_subscribers: int = setting(0, "MIN_SUBSCRIBERS", "wait until this many subscribers are listening", whole)
+    format: str = setting(
+        "envelope",
+        "FORMAT",
+        "envelope (msgpack, sequence-checked by our subscribers) or plain (value hatX on topic catX, UTF-8)",
+        choice("envelope", "plain"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.messages == 0 and self.rate <= 0:
+            raise ConfigError(
+                f"MESSAGES=0 publishes continuously and needs RATE > 0 (messages per second, e.g. RATE=10): "
+                f"RATE=0 (as fast as possible) would flood the subscribers ({getattr(self, 'ROLE', '')})"
+            )
+
+    @property
+    def continuous(self) -> bool:
+        """MESSAGES=0: publish at RATE until stopped, so a subscriber can attach at any time."""
+        return self.messages == 0
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,21 @@
 """The pub/sub protocol: what both publishers send and both subscribers check, Redis and ZeroMQ alike.
 
-An event is an envelope of kind ``event`` whose body carries ``run, topic, seq, n, hat`` (see
-:mod:`nodes.pubsub.sequence`); zpub's handshake is the private ``HELLO`` topic. :func:`publish_batch`
-and :class:`Inbox` are the glue both transports share, so they count and report in exactly the same way.
+Two payload formats travel on the same topics (see ``docs/wire.md``):
+
+* **plain** - any bytes, e.g. the chapter's ``hatA`` on topic ``catA``. Subscribers count them per topic
+  (``plain``, ``plain_by_topic``); with no sequence numbers there is nothing more to check.
+* **envelope** - a msgpack envelope of kind ``event`` whose body carries ``run, topic, seq, n, hat`` (see
+  :mod:`nodes.pubsub.sequence`); subscribers check it and track its per-topic sequence.
+
+How a subscriber tells them apart (:func:`is_envelope`): every envelope starts with the two bytes
+``0x96 0x01`` (msgpack: a 6-element array whose first element is the envelope version 1). A payload that
+starts otherwise is plain - it is never decoded, so no plain payload can be a reject. A payload that starts
+like an envelope is ours: if it then fails :func:`nodes.core.wire.decode` it is rejected as
+``not an envelope: ...``, and if it decodes but :func:`problem` finds fault, as ``not an event: ...``.
+(0x96 is not a valid first byte of UTF-8 text, so no text payload is mistaken for an envelope.)
+
+zpub's handshake is the private ``HELLO`` topic. :func:`publish_batch` and :class:`Inbox` are the glue
+both transports share, so they count and report in exactly the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +32,36 @@ from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracke
 log = logging.getLogger(__name__)
 
 EVENT = "event"
+PLAIN, ENVELOPE = "plain", "envelope"
 #: Prefix of the handshake topic each zsub subscribes last (0xFF: sorts after any ASCII topic, never sent).
+#: The full hello is ``HELLO + b",".join(topics) + b"/" + zsub id`` (see :func:`hello` and ``nodes.pubsub.zpub``).
 HELLO = b"\xffhello/"
+#: The first two bytes of every envelope: msgpack fixarray(6) then the positive fixint VERSION.
+ENVELOPE_PREFIX = wire.encode(wire.Envelope(id="x", kind=EVENT))[:2]
+#: Distinct topics counted under ``plain_by_topic``; plain topics come from anyone, so the label set is bounded.
+PLAIN_TOPICS_LIMIT = 100
+OTHER_TOPICS = "(other topics)"
+
+
+def is_envelope(payload: bytes) -> bool:
+    """Whether ``payload`` claims to be an envelope (starts with :data:`ENVELOPE_PREFIX`); else it is plain."""
+    return payload[:2] == ENVELOPE_PREFIX
+
+
+def plain_payload(topic: str) -> bytes:
+    """The chapter's message on ``topic``: ``catA`` -> ``b"hatA"``."""
+    return hat_for(topic).encode("utf-8")
+
+
+def hello(topics: Iterable[str], zsub_id: str) -> bytes:
+    """A zsub's hello topic: names the topics it subscribed (empty: all) so zpub can tell them from plain SUBs'."""
+    return HELLO + ",".join(topics).encode() + b"/" + zsub_id.encode()
+
+
+def parse_hello(topic: bytes) -> tuple[str, int]:
+    """``(zsub id, subscriptions it holds besides the hello)`` of a hello topic (``HELLO`` prefix included)."""
+    listed, _, zsub_id = topic[len(HELLO) :].partition(b"/")
+    return zsub_id.decode("utf-8", "replace"), len(listed.split(b",")) if listed else 1
 
 
 def problem(env: wire.Envelope, topic: str) -> str | None:
@@ -43,24 +84,31 @@ def problem(env: wire.Envelope, topic: str) -> str | None:
 
 
 class Inbox:
-    """What both subscribers do with one delivered message: decode, validate, track, count, log anomalies."""
+    """What both subscribers do with one delivered message: plain is counted; an envelope is validated, tracked,
+    counted; anomalies and rejects are logged (rejects with their reason in words)."""
 
-    COUNTERS = ("unexpected", "gaps", "duplicates", "out_of_order")
+    COUNTERS = ("plain", "unexpected", "gaps", "duplicates", "out_of_order")
 
     def __init__(self, node: Node, topics: Iterable[str]) -> None:
         self.node = node
         self.tracker = Tracker(topics)
+        self.last_rejected: str | None = None
         for name in self.COUNTERS:  # present from the start, so /status and /metrics show the zeros
             node.stats.counters.setdefault(name, 0)
 
     def accept(self, topic: str, payload: bytes, source: str) -> None:
+        if not is_envelope(payload):
+            self.plain(topic)
+            return
         node, stats = self.node, self.node.stats
-        env = node.decode(payload, source)
-        if env is None:
+        try:
+            env = wire.decode(payload, node.max_size)
+        except wire.WireError as exc:
+            self.reject(f"not an envelope: {exc}", source)
             return
         reason = problem(env, topic)
         if reason is not None:
-            node.reject(reason, source)
+            self.reject(f"not an event: {reason}", source)
             return
         if not self.tracker.expects(topic):
             stats.incr("unexpected")
@@ -78,24 +126,48 @@ class Inbox:
         if verdict == GAP or worth_logging(stats.counters[counter]):
             event(log, verdict, logging.WARNING, topic=topic, run=run, seq=seq, missing=skipped, source=source)
 
+    def plain(self, topic: str) -> None:
+        """Count one plain message on ``topic`` (any topic delivered: plain messages have nothing to check)."""
+        stats = self.node.stats
+        stats.incr("plain")
+        by_topic = stats.labelled.get("plain_by_topic") or {}
+        if topic not in by_topic and len(by_topic) >= PLAIN_TOPICS_LIMIT:
+            topic = OTHER_TOPICS
+        stats.incr_label("plain_by_topic", topic)
+
+    def reject(self, reason: str, source: str) -> None:
+        """Count and log a reject; ``reason`` reads ``<what it is not>: <detail>``, the part before ':' labels it."""
+        self.last_rejected = reason
+        self.node.stats.incr_label("rejected_by_reason", reason.split(":", 1)[0])
+        self.node.reject(reason, source)
+
     def status(self, subscribed: Iterable[str]) -> dict[str, Any]:
-        return {"topics_subscribed": sorted(subscribed), "topics": self.tracker.summary()}
+        return {
+            "topics_subscribed": sorted(subscribed),
+            "topics": self.tracker.summary(),
+            "last_rejected": self.last_rejected,
+        }
 
     def summary(self) -> str:
-        c = self.node.stats.counters
-        per_topic = " ".join(
-            f"{t}={n}" for t, n in sorted((self.node.stats.labelled.get("received_by_topic") or {}).items())
-        )
-        return (
-            f"received {c['received']} ({per_topic or 'none yet'}), gaps {c['gaps']}, "
+        c, labelled = self.node.stats.counters, self.node.stats.labelled
+
+        def per_topic(group: str) -> str:
+            return " ".join(f"{t}={n}" for t, n in sorted((labelled.get(group) or {}).items())) or "none yet"
+
+        plain = f"plain {c['plain']}" + (f" ({per_topic('plain_by_topic')})" if c["plain"] else "")
+        line = (
+            f"received {c['received']} ({per_topic('received_by_topic')}), {plain}, gaps {c['gaps']}, "
             f"duplicates {c['duplicates']}, out of order {c['out_of_order']}, rejected {c['rejected']}"
         )
+        return line + (f" (last: {self.last_rejected})" if self.last_rejected else "")
 
 
 def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send: Callable[[str, bytes], bool]) -> int:
-    """The whole job of a publisher: wait for ``ready`` (a handshake), then send MESSAGES events over TOPICS.
+    """The whole job of a publisher: wait for ``ready`` (a handshake), then publish over TOPICS round robin.
 
-    ``send(topic, frame)`` returns False when the event could not be handed over (already logged). Returns
+    MESSAGES events, or with MESSAGES=0 (continuous) one every 1/RATE s until the node is stopped. FORMAT
+    chooses the payload: ``envelope`` (sequence-numbered events) or ``plain`` (``hatX`` on topic ``catX``).
+    ``send(topic, payload)`` returns False when the message could not be handed over (already logged). Returns
     the exit code: 0 done (or stopped on request), 1 the wait timed out or a send failed, 2 no topics.
     """
     s = node.settings
@@ -106,12 +178,23 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
         return 0 if node.stop.is_set() else 1
     outbox = Outbox(node.ids.prefix, s.topics)
     pacer = Pacer(s.rate, node)
-    failed = 0
-    event(log, "publishing", run=outbox.run, messages=s.messages, topics=list(s.topics), rate=s.rate)
-    while outbox.n < s.messages and pacer.wait():
+    plain = s.format == PLAIN
+    total = s.messages  # 0: continuous
+    counters, failed = node.stats.counters, 0
+    event(
+        log,
+        "publishing",
+        run=outbox.run,
+        messages=total or "continuous",
+        topics=list(s.topics),
+        rate=s.rate,
+        format=s.format,
+    )
+    while (not total or outbox.n < total) and pacer.wait():
         topic, body = outbox.next()
-        if send(topic, wire.make(EVENT, node.ids(), body, node.name)):
-            node.stats.incr("sent")
+        payload = plain_payload(topic) if plain else wire.make(EVENT, node.ids(), body, node.name)
+        if send(topic, payload):
+            counters["sent"] += 1
             node.stats.incr_label("published_by_topic", topic)
         else:
             failed += 1
@@ -120,15 +203,16 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
         log,
         "published",
         run=outbox.run,
-        sent=node.stats.counters["sent"],
+        sent=counters["sent"],
         failed=failed,
-        stopped_early=outbox.n < s.messages,
+        stopped_early=bool(total) and outbox.n < total,
     )
     return 1 if failed else 0
 
 
 def published_summary(node: Node) -> str:
     """The status line of a publisher (Redis or ZeroMQ)."""
-    c = node.stats.counters
-    sent, total, failed = c["sent"], node.settings.messages, c.get("failed", 0)
-    return f"published {sent}/{total} to {node.peer_count()} subscribers, failed {failed}"
+    s, c = node.settings, node.stats.counters
+    sent, failed = c["sent"], c.get("failed", 0)
+    done = f"{sent} continuously at {s.rate:g}/s" if s.continuous else f"{sent}/{s.messages}"
+    return f"published {done} ({s.format}) to {node.peer_count()} subscribers, failed {failed}"

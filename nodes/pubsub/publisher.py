@@ -1,4 +1,9 @@
-"""publisher: Redis PUBLISH of MESSAGES events round robin over TOPICS (catA..catD carry hatA..hatD).
+"""publisher: Redis PUBLISH of MESSAGES messages round robin over TOPICS (catA..catD carry hatA..hatD).
+
+FORMAT=envelope (default) publishes sequence-numbered msgpack events; FORMAT=plain publishes exactly the
+chapter's messages, ``PUBLISH catA hatA`` (UTF-8), which any Redis client reads as text. MESSAGES=0 publishes
+continuously at RATE until stopped, so a subscriber can attach at any time; ``/status`` ``peers`` then follows
+the subscribers as they come and go (``CLIENT LIST TYPE pubsub``, read at most once a second).
 
 Connects to REDIS_URL (REDIS_PASSWORD required). Redis pub/sub keeps nothing for late subscribers, so
 before the first PUBLISH it waits - a handshake, not a sleep - until MIN_SUBSCRIBERS connections are
@@ -13,7 +18,9 @@ as ``failed`` and its seq shows up as a gap downstream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Any
 
 import redis
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Tries of one PUBLISH before the event counts as failed (backoff 0.1 s doubling, at most 2 s apart).
 PUBLISH_ATTEMPTS = 6
+#: Seconds between re-counting the listening subscribers while publishing.
+RECOUNT_S = 1.0
 
 
 class Publisher(Node):
@@ -35,6 +44,7 @@ class Publisher(Node):
         self.stats.counters.update(failed=0, receivers=0)
         self.listening = 0
         self._unreachable_logged = False
+        self._recount_at = 0.0
 
     def serve(self) -> int:
         s = self.settings
@@ -65,7 +75,16 @@ class Publisher(Node):
             return False
         return self.listening >= self.settings.min_subscribers
 
+    def _recount(self) -> None:
+        """Keep ``peers`` current during a long (continuous) run; a failed count is left to the next PUBLISH."""
+        now = time.monotonic()
+        if now >= self._recount_at:
+            self._recount_at = now + RECOUNT_S
+            with contextlib.suppress(redis.RedisError):
+                self.listening = len(self.redis.client_list(_type="pubsub"))
+
     def _publish(self, topic: str, frame: bytes) -> bool:
+        self._recount()
         try:
             receivers = self.publish(self.redis.publish, topic, frame)
         except redis.RedisError as exc:

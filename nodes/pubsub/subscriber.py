@@ -7,7 +7,10 @@ the stop flag, the health beat and redis-py's ``health_check_interval`` PING all
 
 Redis keeps nothing for a disconnected subscriber: on a connection error the loop reconnects with
 backoff until it succeeds (tenacity), redis-py resubscribes on the new connection, and whatever was
-published meanwhile shows up as a gap in the per-topic sequence numbers (``nodes.sequence``).
+published meanwhile shows up as a gap in the per-topic sequence numbers (``nodes.pubsub.sequence``).
+
+Any Redis client may publish to it: a payload that is not an envelope (e.g. ``PUBLISH catA hatA``) is
+counted as ``plain`` per topic, never rejected; envelopes are sequence-checked (``nodes.pubsub.protocol``).
 """
 
 from __future__ import annotations

@@ -128,11 +128,13 @@ def test_redis_restart_mid_batch_shows_up_as_gaps(nodes, redis_server) -> None:
 
 @pytest.mark.redis
 def test_redis_subscriber_rejects_malformed_and_counts_foreign_topics(nodes, redis_server) -> None:
+    """Bad envelopes are rejects with their reason in words; a payload that is no envelope at all is plain."""
     sub = nodes("subscriber", redis_env(redis_server, TOPICS="catA"), name="sub-m")
     wait_until(lambda: sub.status()["topics_subscribed"] == ["catA"], 10, "sub-m to subscribe")
     good = {"run": "r1", "topic": "catA", "seq": 1, "n": 1, "hat": "hatA"}
     with redis_server.client() as r:
-        r.publish("catA", b"\x00not msgpack")
+        r.publish("catA", b"\x00not msgpack")  # plain
+        r.publish("catA", msgpack.packb(["not", "ours"]))  # msgpack, but no envelope: plain
         r.publish("catA", wire.make("event", "x:1", {**good, "hat": "hatB"}))  # wrong hat for the topic
         r.publish("catA", wire.make("event", "x:2", {**good, "topic": "catB"}))  # body names another topic
         r.publish("catA", wire.make("reply", "x:3", good))  # not an event
@@ -143,7 +145,18 @@ def test_redis_subscriber_rejects_malformed_and_counts_foreign_topics(nodes, red
         r.publish("catA", wire.make("event", "x:8", {**good, "seq": 2}))  # late: out of order
     st = wait_until(lambda: (s := sub.status())["counters"]["received"] >= 4 and s, 10, "sub-m to receive 4")
     c = st["counters"]
-    assert (c["rejected"], c["received"], c["gaps"], c["duplicates"], c["out_of_order"]) == (5, 4, 1, 1, 1)
+    assert (c["rejected"], c["plain"], c["received"], c["gaps"], c["duplicates"], c["out_of_order"]) == (
+        4,
+        2,
+        4,
+        1,
+        1,
+        1,
+    )
+    assert st["labelled"]["plain_by_topic"] == {"catA": 2}
+    assert st["labelled"]["rejected_by_reason"] == {"not an event": 3, "not an envelope": 1}
+    assert st["last_rejected"] == "not an envelope: envelope sent_at must be a number"
+    assert "rejected 4 (last: not an envelope: envelope sent_at must be a number)" in st["summary"]
     assert st["topics"]["catA"] | {"run": "r1"} == {
         "received": 4,
         "last_seq": 3,
@@ -243,21 +256,24 @@ def test_zsub_rejects_bad_frames_and_counts_foreign_topics(nodes) -> None:
         sub = nodes("zsub", {"ZPUB_ENDPOINT": f"tcp://127.0.0.1:{port}", "TOPICS": "catA"}, name="zsub-m")
         wait_until(lambda: xpub.poll(100) and xpub.recv().startswith(b"\x01" + zpub.HELLO), 10, "zsub-m hello")
         good = {"run": "r1", "topic": "catA", "seq": 1, "n": 1, "hat": hat_for("catA")}
-        xpub.send_multipart([b"catA"])  # one frame
+        xpub.send_multipart([b"catA"])  # one frame, not an envelope: plain, under the subscription catA
         xpub.send_multipart([b"catA", wire.make("event", "x:1", good), b"extra"])  # three frames
-        xpub.send_multipart([b"catA", b"garbage"])  # not an envelope
+        xpub.send_multipart([b"catA", b"garbage"])  # not an envelope: plain
         xpub.send_multipart([b"catA", wire.make("event", "x:2", {**good, "topic": "catC"})])  # topic mismatch
-        xpub.send_multipart([b"catA\xff", wire.make("event", "x:3", good)])  # topic not UTF-8
+        xpub.send_multipart([b"catA\xff", wire.make("event", "x:3", good)])  # topic not UTF-8: mismatch too
         foreign = {**good, "topic": "catAB", "hat": hat_for("catAB")}
         xpub.send_multipart([b"catAB", wire.make("event", "x:4", foreign)])  # prefix match only: unexpected
         xpub.send_multipart([b"catA", wire.make("event", "x:5", good)])
         st = wait_until(lambda: (s := sub.status())["counters"]["received"] >= 1 and s, 10, "zsub-m to receive 1")
-        assert {k: st["counters"][k] for k in ("rejected", "unexpected", "received", "gaps")} == {
-            "rejected": 5,
+        assert {k: st["counters"][k] for k in ("rejected", "plain", "unexpected", "received", "gaps")} == {
+            "rejected": 3,
+            "plain": 2,
             "unexpected": 1,
             "received": 1,
             "gaps": 0,
         }
+        assert st["labelled"]["plain_by_topic"] == {"catA": 2}
+        assert st["labelled"]["rejected_by_reason"] == {"not [topic, envelope]": 1, "not an event": 2}
         sub.wait_healthy(5)
         sub.stop()
     finally:

@@ -227,3 +227,15 @@ def test_readme_documents_every_variable() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = sorted({f.metadata["env"] for _, f in ALL_FIELDS if f"`{f.metadata['env']}`" not in readme})
     assert not missing, f"README.md's configuration section lacks {missing}"
+
+
+@pytest.mark.parametrize("role", ["publisher", "zpub"])
+def test_publish_format_and_continuous_mode(role: str) -> None:
+    assert roles.load(role, environ=PASSWORD).format == "envelope"
+    s = roles.load(role, environ={**PASSWORD, "MESSAGES": "0", "RATE": "5"}, overrides={"format": "plain"})
+    assert (s.format, s.continuous, s.messages, s.rate) == ("plain", True, 0, 5.0)
+    assert not roles.load(role, environ=PASSWORD).continuous
+    with pytest.raises(config.ConfigError, match=r"^FORMAT='json' must be one of envelope, plain"):
+        roles.load(role, environ={**PASSWORD, "FORMAT": "json"})
+    with pytest.raises(config.ConfigError, match=r"^MESSAGES=0 publishes continuously and needs RATE > 0"):
+        roles.load(role, environ={**PASSWORD, "MESSAGES": "0"})

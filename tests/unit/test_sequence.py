@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodes.core import wire
-from nodes.pubsub import sequence
+from nodes.pubsub import protocol, sequence
 from nodes.pubsub.protocol import problem
 from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for
 
@@ -141,3 +141,18 @@ def test_problem_accepts_a_good_event() -> None:
 def test_problem_names_what_is_wrong(envelope: wire.Envelope, needle: str) -> None:
     reason = problem(envelope, "catA")
     assert reason is not None and needle in reason
+
+
+def test_plain_and_envelope_are_told_apart_by_the_first_two_bytes() -> None:
+    assert protocol.ENVELOPE_PREFIX == b"\x96\x01"
+    assert protocol.is_envelope(wire.make("event", "id:1", GOOD))
+    assert protocol.is_envelope(wire.make("reply", "id:1", None))  # an envelope, if not an event
+    for plain in (b"hatA", b"", b"\x96", b"\x00not msgpack", b"Stop saying: message #1", "hätA".encode()):
+        assert not protocol.is_envelope(plain), plain
+    assert protocol.plain_payload("catC") == b"hatC"
+
+
+def test_hello_names_the_zsub_and_its_subscriptions() -> None:
+    h = protocol.hello(("catA", "catC"), "zsub-1.ab12")
+    assert h.startswith(protocol.HELLO) and protocol.parse_hello(h) == ("zsub-1.ab12", 2)
+    assert protocol.parse_hello(protocol.hello((), "z/odd name")) == ("z/odd name", 1)  # b"" = every topic
