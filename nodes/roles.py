@@ -79,7 +79,7 @@ _ROLES = (
         "reqrep",
         "nodes.reqrep.worker:Worker",
         config.WorkerSettings,
-        "REP worker (DEALER in lru mode): answers envelopes with its name and the request id, plain requests with Stop saying: ...",
+        "REP worker (DEALER in lru mode): answers an envelope with its name, a plain request with Stop saying: ...",
         scaled=True,
     ),
     Role(
