@@ -244,6 +244,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         "MIN_PIPEWORKERS": str(running["pipeworker"]),
         "MESSAGES": str(args.messages),
         "PUB_RATE": "0",
+        "PUB_FORMAT": "envelope",  # sequence-checked, so the demo can count every event
+        "ZPUB_FORMAT": "envelope",
         "MIN_SUBSCRIBERS": str(running["subscriber"]),
         "ZMIN_SUBSCRIBERS": str(running["zsub"]),
     }

@@ -236,7 +236,7 @@ def test_pubsub_each_subscriber_gets_exactly_its_topics(
     if publisher == "publisher":
         start(cluster, ["redis"], {"redis": 1})
     expected_topics = start_subscribers(cluster, subscriber)
-    env = {"MESSAGES": "1000", "PUB_RATE": "0", min_var: "3"}
+    env = {"MESSAGES": "1000", "PUB_RATE": "0", min_var: "3", "PUB_FORMAT": "envelope", "ZPUB_FORMAT": "envelope"}
     (pub_doc,) = wait_done(rerun(cluster, publisher, 1, env), 90)
     published = pub_doc["labelled"]["published_by_topic"]
     report(f"{publisher}: published {pub_doc['counters']['sent']} {dict(sorted(published.items()))}")
