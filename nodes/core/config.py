@@ -127,6 +127,9 @@ class Common:
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", level)
     max_msg_size: int = setting(1024 * 1024, "MAX_MSG_SIZE", "largest frame accepted, bytes", positive)
     hold: bool = setting(False, "HOLD", "after a one-shot batch, keep serving /status until stopped", boolean)
+    peer_grace: float = setting(
+        15.0, "PEER_GRACE", "seconds a node may lack the peers its job needs before /healthz fails", seconds
+    )
 
     @property
     def name(self) -> str:
@@ -183,8 +186,16 @@ class Heartbeat:
     mode: str = setting(
         "proxy", "BROKER_MODE", "proxy (ROUTER/DEALER) or lru (ROUTER/ROUTER + heartbeats)", choice("proxy", "lru")
     )
-    heartbeat_ivl: float = setting(1.0, "HEARTBEAT_IVL", "lru mode: seconds between heartbeats", seconds)
-    heartbeat_liveness: int = setting(3, "HEARTBEAT_LIVENESS", "lru mode: missed heartbeats = peer dead", positive)
+    heartbeat_ivl: float = setting(
+        1.0, "HEARTBEAT_IVL", "seconds between heartbeats (lru: envelopes; proxy: ZMTP heartbeats)", seconds
+    )
+    heartbeat_liveness: int = setting(3, "HEARTBEAT_LIVENESS", "missed heartbeats = peer dead (both modes)", positive)
+
+    def zmtp_heartbeats(self) -> dict[str, int]:
+        """libzmq's own heartbeat options (proxy mode): a peer silent for IVL x LIVENESS is disconnected."""
+        ivl = max(1, int(self.heartbeat_ivl * 1000))
+        timeout = ivl * self.heartbeat_liveness
+        return {"heartbeat_ivl": ivl, "heartbeat_timeout": timeout, "heartbeat_ttl": timeout}
 
 
 @dataclass(frozen=True)

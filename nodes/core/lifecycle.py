@@ -65,11 +65,6 @@ def recv_nowait(sock: zmq.Socket) -> list[bytes]:
     return frames
 
 
-#: A node whose job needs peers turns unhealthy after this long with too few: long enough for a compose
-#: start-up (peers start once this node is healthy) or a peer's restart, short enough to show a cut-off.
-NO_PEER_GRACE_S = 15.0
-
-
 class Node:
     """Base class of every role. Subclasses implement :meth:`serve`."""
 
@@ -104,7 +99,11 @@ class Node:
         return None
 
     def required_peers(self) -> int:
-        """Peers this role needs to do its job; fewer for longer than NO_PEER_GRACE_S makes it unhealthy."""
+        """Peers this role needs to do its job; fewer for longer than PEER_GRACE makes it unhealthy.
+
+        The default grace (15 s) is long enough for a compose start-up (peers start once this node is
+        healthy) or a peer's restart, and short enough to show a node cut off from its peers.
+        """
         return 0
 
     def health_problem(self) -> str | None:
@@ -115,7 +114,7 @@ class Node:
             self._peers_ok_at = now
             return None
         short_for = now - self._peers_ok_at
-        if short_for < NO_PEER_GRACE_S:
+        if short_for < self.settings.peer_grace:
             return None
         return f"{have} of {need} peers connected for {short_for:.0f}s"
 

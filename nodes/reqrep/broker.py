@@ -79,6 +79,9 @@ class Broker(Node):
     def peer_count(self) -> int:
         return self.peers.count if self.peers else 0
 
+    def required_peers(self) -> int:
+        return 1  # a broker without a worker answers nobody
+
     def summary(self) -> str:
         c = self.stats.counters
         return f"{self.settings.mode}: {self.peer_count()} workers, {c['received']} in, {c['sent']} out"
@@ -93,7 +96,9 @@ class Broker(Node):
         s = self.settings
         lru = s.mode == "lru"
         front = self.socket(zmq.ROUTER, bind=s.frontend, router_mandatory=1)
-        back = self.socket(zmq.ROUTER, router_mandatory=1) if lru else self.socket(zmq.DEALER)
+        # proxy mode: ZMTP heartbeats drop a paused or unreachable worker's connection (and the requests
+        # queued to it, which the clients retry), so the DEALER deals only to live workers.
+        back = self.socket(zmq.ROUTER, router_mandatory=1) if lru else self.socket(zmq.DEALER, **s.zmtp_heartbeats())
         self.peers = PeerCounter(back)  # before bind, so that no worker connection goes uncounted
         try:
             self.bind(back, s.backend)

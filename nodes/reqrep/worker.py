@@ -31,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Any
 
 import zmq
 
 from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
+from nodes.core.peers import PeerCounter
 from nodes.reqrep import protocol
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,32 @@ RECONNECT_INITIAL, RECONNECT_MAX = 1.0, 32.0
 class Worker(Node):
     """Answers requests from the broker, one at a time."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.link: PeerCounter | None = None  # the connection to the broker (handshake done), for /healthz
+
     def serve(self) -> int:
-        return self._serve_lru() if self.settings.mode == "lru" else self._serve_rep()
+        try:
+            return self._serve_lru() if self.settings.mode == "lru" else self._serve_rep()
+        finally:
+            if self.link is not None:
+                self.link.close()
+
+    def peer_count(self) -> int:
+        return self.link.count if self.link else 0
+
+    def required_peers(self) -> int:
+        return 1  # a worker cut off from its broker gets no work
+
+    def _connect(self, kind: int, **options: Any) -> zmq.Socket:
+        """A socket to the broker whose connection is counted (monitor before connect: none goes uncounted)."""
+        sock = self.socket(kind, **options)
+        if self.link is not None:
+            self.link.close()
+        self.link = PeerCounter(sock)
+        event(log, "connecting", endpoint=self.settings.broker, socket=zmq.SocketType(kind).name)
+        sock.connect(self.settings.broker)
+        return sock
 
     def extra_status(self) -> dict:
         return {"mode": self.settings.mode}
@@ -87,8 +113,10 @@ class Worker(Node):
     # --- proxy mode: REP ------------------------------------------------------------------------
 
     def _serve_rep(self) -> int:
-        sock = self.socket(zmq.REP, connect=self.settings.broker)
+        # ZMTP heartbeats both ways: a dead or paused broker drops the link (and /healthz says so).
+        sock = self._connect(zmq.REP, **self.settings.zmtp_heartbeats())
         while self.running():
+            self.link.poll()
             if sock.poll(POLL_MS):
                 sock.send(self.answer(sock.recv_multipart()))
                 self.stats.counters["sent"] += 1
@@ -108,15 +136,18 @@ class Worker(Node):
                 if now < reconnect_at:  # backing off; keep beating health and watching the stop flag
                     self.stop.wait(min(POLL_MS / 1000, reconnect_at - now))
                     continue
-                sock = self.socket(zmq.DEALER, connect=s.broker)
+                sock = self._connect(zmq.DEALER)
                 self._control(sock, protocol.READY)
                 heard, heartbeat_at = now, now + s.heartbeat_ivl
+            self.link.poll()
             if sock.poll(POLL_MS):
                 heard, backoff = time.monotonic(), RECONNECT_INITIAL
                 self._handle_lru(sock, sock.recv_multipart())
             now = time.monotonic()
             if now - heard > silent_after:
                 event(log, "broker_silent", logging.WARNING, silent_s=round(now - heard, 2), reconnect_in_s=backoff)
+                self.link.close()
+                self.link = None
                 self.close_socket(sock)
                 sock, reconnect_at = None, now + backoff
                 backoff = min(backoff * 2, RECONNECT_MAX)

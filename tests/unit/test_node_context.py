@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -54,15 +55,14 @@ def test_nodes_run_as_threads_log_under_their_own_names() -> None:
 
 
 def test_a_node_short_of_peers_turns_unhealthy_after_the_grace(monkeypatch) -> None:
-    from nodes.core import lifecycle
-
-    node = roles.get("sink").node_class()(roles.load("sink", {"NODE_NAME": "s", "SINK_BIND": "inproc://s"}))
+    env = {"NODE_NAME": "s", "SINK_BIND": "inproc://s", "PEER_GRACE": "3600"}
+    node = roles.get("sink").node_class()(roles.load("sink", env))
     node.stats.state = "running"
     have = {"n": 0}
     monkeypatch.setattr(node, "required_peers", lambda: 1)
     monkeypatch.setattr(node, "peer_count", lambda: have["n"])
     assert node.stats.health() == (True, "ok")  # inside the grace
-    monkeypatch.setattr(lifecycle, "NO_PEER_GRACE_S", 0.0)
+    monkeypatch.setattr(node, "settings", dataclasses.replace(node.settings, peer_grace=0.0))
     ok, reason = node.stats.health()
     assert not ok and reason.startswith("0 of 1 peers connected for")
     have["n"] = 1
