@@ -66,6 +66,13 @@ seconds = _number(float, 0.0, "a number of seconds")
 rate = _number(float, 0.0, "a rate (messages per second, 0 = unlimited)")
 
 
+def positive_seconds(value: str) -> float:
+    n = seconds(value)
+    if not 0 < n < float("inf"):
+        raise ValueError("must be a number of seconds above 0")
+    return n
+
+
 def port(value: str) -> int:
     n = whole(value)
     if n > 65535:
@@ -226,11 +233,32 @@ class WorkerSettings(Heartbeat, Common):
 class VentilatorSettings(Batch, Common):
     ROLE: ClassVar[str] = "ventilator"
     bind: str = setting("tcp://*:5557", "VENT_BIND", "PUSH endpoint pipeworkers connect to", bind_endpoint)
-    sink: str = setting("tcp://127.0.0.1:5558", "SINK_ENDPOINT", "sink to announce the batch to", connect_endpoint)
+    sink: str = setting(
+        "tcp://127.0.0.1:5558", "SINK_ENDPOINT", "the sink (its results endpoint, as pipeworkers use)", connect_endpoint
+    )
+    sink_control: str = setting(
+        "",
+        "SINK_CONTROL",
+        "sink's ledger endpoint, where the batch is announced and missing tasks asked for"
+        " (default: SINK_ENDPOINT's port + 2, e.g. 5558 -> 5560; ipc/inproc: SINK_ENDPOINT + '.ledger')",
+        connect_endpoint,
+    )
     tasks: int = setting(1000, "TASKS", "number of tasks in the batch", whole)
     task_ms: float = setting(0.0, "TASK_MS", "work per task, milliseconds", seconds)
     batch_id: str = setting("", "BATCH_ID", "batch id (default: NODE-TIMESTAMP)")
     min_pipeworkers: int = setting(1, "MIN_PIPEWORKERS", "wait until this many pipeworkers are connected", whole)
+    resend_after: float = setting(
+        5.0,
+        "RESEND_AFTER",
+        "seconds without a new result at the sink before the missing tasks are re-sent to live pipeworkers",
+        positive_seconds,
+    )
+    max_resends: int = setting(
+        10,
+        "MAX_RESENDS",
+        "re-send rounds in a row that bring no new result before giving up (exit 1); 0 = never re-send",
+        whole,
+    )
 
 
 @dataclass(frozen=True)
@@ -240,12 +268,38 @@ class PipeworkerSettings(Common):
         "tcp://127.0.0.1:5557", "VENT_ENDPOINT", "ventilator to pull tasks from", connect_endpoint
     )
     sink: str = setting("tcp://127.0.0.1:5558", "SINK_ENDPOINT", "sink to push results to", connect_endpoint)
+    stop_grace: float = setting(
+        3.0,
+        "STOP_GRACE",
+        "on SIGTERM, seconds to finish the tasks already queued here (the rest are dropped, logged, and re-sent)",
+        seconds,
+    )
 
 
 @dataclass(frozen=True)
 class SinkSettings(Common):
     ROLE: ClassVar[str] = "sink"
-    bind: str = setting("tcp://*:5558", "SINK_BIND", "PULL endpoint for results and batch announcements", bind_endpoint)
+    bind: str = setting(
+        "tcp://*:5558", "SINK_BIND", "PULL endpoint for results (and plain batch announcements)", bind_endpoint
+    )
+    control_bind: str = setting(
+        "",
+        "SINK_CONTROL_BIND",
+        "ROUTER ledger endpoint: ventilators announce batches and ask which tasks are missing"
+        " (default: SINK_BIND's port + 2, e.g. 5558 -> 5560; ipc/inproc: SINK_BIND + '.ledger')",
+        bind_endpoint,
+    )
+    state_dir: str = setting(
+        "",
+        "SINK_STATE_DIR",
+        "journal directory, replayed at start (empty: TMPDIR/mpc-sink-state/NODE_NAME; off: memory only)",
+    )
+    fsync_every: float = setting(
+        1.0,
+        "SINK_FSYNC_S",
+        "seconds between fsyncs of the ledger files (always at batch completion; 0 = at every write)",
+        seconds,
+    )
 
 
 @dataclass(frozen=True)

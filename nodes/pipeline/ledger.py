@@ -11,6 +11,12 @@ The announcement (``kind "batch"``) and the results travel on different connecti
 held as *pending* and replayed when the announcement comes, so that range checks and counts are
 the same whatever the arrival order.
 
+The ledger is also what makes the pipeline reliable: the ventilator asks the sink for
+:meth:`BatchLedger.missing_ranges` and re-sends those tasks, and because :meth:`BatchLedger.record`
+counts a task number once however often it comes back (later copies are ``duplicates``), a batch
+delivered *at least once* is counted *exactly once*. The ledger survives a sink restart through
+:mod:`nodes.pipeline.journal`, which replays the same ``announce``/``record`` calls in the same order.
+
 The bodies the pipeline roles exchange are made and parsed in :mod:`nodes.pipeline.protocol`.
 """
 
@@ -98,6 +104,28 @@ class BatchLedger:
             n += 1
         return self.size - len(self.seen), examples
 
+    def missing_ranges(self, limit: int) -> list[list[int]]:
+        """Up to ``limit`` missing task numbers as half-open ranges ``[a, b)``, lowest first.
+
+        Costs O(size) set lookups, so the sink computes it only when a ventilator asks for a list
+        (before a re-send round), not for every progress poll.
+        """
+        if self.size is None or limit <= 0:
+            return []
+        ranges: list[list[int]] = []
+        left = min(limit, self.size - len(self.seen))
+        n, seen, size = 0, self.seen, self.size
+        while left > 0 and n < size:
+            if n in seen:
+                n += 1
+                continue
+            start = n
+            while n < size and left > 0 and n not in seen:
+                n += 1
+                left -= 1
+            ranges.append([start, n])
+        return ranges
+
     def summary(self) -> dict[str, Any]:
         missing, missing_examples = self.missing()
         elapsed = None if self.first_at is None or self.last_at is None else round(self.last_at - self.first_at, 6)
@@ -129,16 +157,25 @@ class Ledger:
         self.keep = keep
         self.batches: dict[str, BatchLedger] = {}
         self.evicted = 0
+        #: Batches dropped since the last :meth:`take_evicted` (the sink deletes their journals).
+        self._evicted_names: list[str] = []
 
     def get(self, batch: str) -> BatchLedger:
         """The batch's ledger, created on first sight (announcement or result, whichever is first)."""
         ledger = self.batches.get(batch)
         if ledger is None:
             if len(self.batches) >= self.keep:
-                del self.batches[next(iter(self.batches))]
+                oldest = next(iter(self.batches))
+                del self.batches[oldest]
                 self.evicted += 1
+                self._evicted_names.append(oldest)
             ledger = self.batches[batch] = BatchLedger(batch)
         return ledger
+
+    def take_evicted(self) -> list[str]:
+        """Names of the batches evicted since the last call."""
+        names, self._evicted_names = self._evicted_names, []
+        return names
 
     def summaries(self) -> dict[str, dict[str, Any]]:
         """Summaries of every batch; safe to call from another thread (copies, no iteration of live sets)."""

@@ -8,8 +8,8 @@ pipeworker processes on two cores really run in parallel and a benchmark measure
 (As threads of one process they would share the GIL and not.)
 
 The task queue at each worker is kept small (``protocol.TASK_QUEUE`` messages, ``protocol.TASK_QUEUE_BYTES`` of
-kernel buffer; the ventilator uses the same limits on its side). PUSH/PULL has no acknowledgement:
-tasks queued at a worker that stops are lost, and the sink's ledger shows them as missing. RCVHWM
+kernel buffer; the ventilator uses the same limits on its side). Tasks queued at a worker that dies
+are lost with it (the sink's ledger shows them missing until the ventilator re-sends them). RCVHWM
 alone does not bound that on tcp/ipc: with default kernel buffers one connection holds some 25,000
 small tasks (measured), so a worker that stops mid-batch would take half the batch with it. Small
 HWMs *and* small socket buffers cap it at about a hundred tasks a worker, and make PUSH's round-robin
@@ -17,8 +17,22 @@ skip full workers, so load follows each worker's speed. The price: more system c
 worker may wait briefly for its next task; measured raw PUSH/PULL still moves ~100k tasks/s, far more
 than a Python node processes.
 
-On SIGTERM the worker finishes the task in hand and pushes its result (with a short grace if the
-sink is slow to take it), then exits.
+PUSH/PULL has no acknowledgement, so the ventilator asks the sink which tasks came back and re-sends
+the rest (:mod:`nodes.pipeline.ventilator`); a worker's job is to lose as little as it can and to say
+what it lost.
+
+On SIGTERM the worker stops *taking* tasks first, then finishes what it holds:
+
+1. it finishes the task in hand and pushes its result (with a short grace if the sink is slow);
+2. it reads the tasks already queued in this process (at most ``protocol.TASK_QUEUE``, no waiting) and
+   closes its PULL socket at once (LINGER 0): the connection drops, so the ventilator's PUSH stops
+   dealing to it. Tasks still in flight in the kernel buffers go with the socket; the ventilator's
+   re-send covers them (they cannot be counted here: libzmq discards them on close);
+3. it works through the tasks it read within STOP_GRACE seconds and pushes their results; any left
+   when the grace ends are dropped *knowingly*: ``stop_drained`` logs how many were finished and which
+   were dropped, and they are re-sent by the ventilator.
+
+A second signal exits at once (``lifecycle.install_signal_handlers``).
 """
 
 from __future__ import annotations
@@ -60,22 +74,57 @@ class Pipeworker(Node):
                 continue
             frames = tasks.recv_multipart()
             self.stats.incr("received")
-            env = self.decode_one(frames, s.ventilator, (protocol.TASK,))
-            if env is None:
-                continue
-            try:
-                batch, n, work_ms = protocol.task_of(env.body)
-            except ValueError as exc:
-                self.reject(f"bad task {env.id}: {exc}", s.ventilator)
-                continue
-            busy_work(work_ms, self.stats.beat)
-            frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
-            # Wait for room like any send; once stopping, allow a short grace for this last result.
-            if self.send_bounded(results, frame) or self.send_bounded(
-                results, frame, LINGER_MS / 1000, stoppable=False
-            ):
-                self.stats.incr("sent")
-            else:
-                self.stats.incr("results_dropped")
-                event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
+            self.work(frames, results)
+        self.stop_taking(tasks, results)
         return 0
+
+    def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> None:
+        """Do one task and push its result (a short grace once stopping)."""
+        s = self.settings
+        env = self.decode_one(frames, s.ventilator, (protocol.TASK,))
+        if env is None:
+            return
+        try:
+            batch, n, work_ms = protocol.task_of(env.body)
+        except ValueError as exc:
+            self.reject(f"bad task {env.id}: {exc}", s.ventilator)
+            return
+        busy_work(work_ms, self.stats.beat)
+        frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
+        # Wait for room like any send; once stopping, allow a short grace for this last result.
+        sent = False if stopping else self.send_bounded(results, frame)
+        if sent or self.send_bounded(results, frame, LINGER_MS / 1000, stoppable=False):
+            self.stats.incr("sent")
+        else:
+            self.stats.incr("results_dropped")
+            event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
+
+    def stop_taking(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
+        """Graceful stop: read what is queued here, close the task socket, finish within STOP_GRACE."""
+        s = self.settings
+        held: list[list[bytes]] = []
+        for frames in self.drain(tasks):
+            held.append(frames)
+            if len(held) >= protocol.TASK_QUEUE:
+                break
+        self.close_socket(tasks, 0)
+        event(log, "stopped_taking_tasks", held=len(held), grace_s=s.stop_grace)
+        deadline = time.monotonic() + s.stop_grace
+        finished = 0
+        dropped: list[int | None] = []
+        for frames in held:
+            if time.monotonic() >= deadline:
+                dropped.append(self._task_number(frames))
+                continue
+            self.work(frames, results, stopping=True)
+            finished += 1
+        self.stats.counters["finished_on_stop"] = finished
+        self.stats.counters["dropped_on_stop"] = len(dropped)
+        level = logging.WARNING if dropped else logging.INFO
+        event(log, "stop_drained", level, finished=finished, dropped=len(dropped), dropped_tasks=dropped[:20])
+
+    def _task_number(self, frames: list[bytes]) -> int | None:
+        try:
+            return protocol.task_of(wire.decode(frames[-1], self.max_size).body)[1]
+        except (wire.WireError, ValueError):
+            return None

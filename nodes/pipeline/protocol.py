@@ -1,8 +1,23 @@
 """The pipeline protocol: the bodies ventilator, pipeworkers and sink exchange, made and parsed in one place.
 
-    ventilator -> sink         kind "batch"   {"batch": id, "size": N}           (announced first)
+Data path (PUSH/PULL, no acknowledgements)::
+
     ventilator -> pipeworker   kind "task"    {"batch": id, "n": 0..N-1, "work_ms": ms}
     pipeworker -> sink         kind "result"  {"batch": id, "n": n, "worker": name}
+
+Ledger path (ventilator DEALER -> sink ROUTER at SINK_CONTROL_BIND, by default the results port + 2;
+a plain REQ works too)::
+
+    ventilator -> sink         kind "batch"   {"batch": id, "size": N, "list": K}
+    sink -> ventilator         kind "batch"   {"batch", "size", "distinct", "received", "duplicates",
+                                               "missing", "complete", "missing_ranges": [[a, b), ...],
+                                               "re": id of the query, "error": str (only on a conflict)}
+
+Every query *is* the announcement (idempotent: the sink learns the size from the first one it
+sees, and checks it against the rest), so repeating it until answered is how an announcement
+survives a sink that was down or restarted. ``list`` asks for up to K missing task numbers, as
+half-open ranges (0 = counts only: the cheap progress poll). A plain ``batch`` announcement pushed to
+the sink's PULL endpoint (the pre-ledger protocol) is still accepted, but nothing confirms it.
 
 Parsers raise ``ValueError`` naming the bad field, which the roles count and log as a reject.
 """
@@ -17,10 +32,36 @@ BATCH, TASK, RESULT = "batch", "task", "result"
 TASK_QUEUE = 10
 #: Kernel socket buffer, bytes, for tasks on each side (SO_RCVBUF here, SO_SNDBUF at the ventilator).
 TASK_QUEUE_BYTES = 4096
+#: ZMTP heartbeats on the ventilator's sockets, ms: a pipeworker (or sink) that is paused or cut off
+#: stops answering PINGs and its connection is dropped, so PUSH stops dealing to it (libzmq's
+#: ZMQ_HEARTBEAT_IVL / ZMQ_HEARTBEAT_TIMEOUT; a SIGKILLed peer is noticed at once by its TCP reset).
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000
+#: Unless set, the sink's ledger endpoint is its results endpoint with the TCP port this much higher
+#: (5558 -> 5560), so every configuration that names the sink's results endpoint finds its ledger too.
+LEDGER_PORT_OFFSET = 2
+#: ... and for ipc:// and inproc:// endpoints, the results endpoint with this suffix.
+LEDGER_SUFFIX = ".ledger"
+#: Most missing task numbers one ledger reply lists (each a re-send); the next round asks again.
+MAX_LIST = 100_000
 #: Longest batch id accepted (ids appear in logs and /status keys).
 MAX_BATCH_ID = 200
 #: Longest work a task may ask for; more is rejected rather than tying the worker up.
 MAX_WORK_MS = 60_000.0
+
+
+def ledger_endpoint(results: str, explicit: str = "") -> str:
+    """The sink's ledger endpoint: ``explicit`` if set, else derived from its results endpoint.
+
+    ``ValueError`` when it cannot be derived (a tcp:// endpoint with port ``*`` or too high a port).
+    """
+    if explicit:
+        return explicit
+    if not results.startswith("tcp://"):
+        return results + LEDGER_SUFFIX
+    head, _, port = results.rpartition(":")
+    if not port.isdigit() or int(port) + LEDGER_PORT_OFFSET > 65535:
+        raise ValueError(f"cannot derive the ledger endpoint from {results!r}: set it explicitly")
+    return f"{head}:{int(port) + LEDGER_PORT_OFFSET}"
 
 
 def _ref(body: Any, number: str) -> tuple[str, int]:
@@ -74,3 +115,79 @@ def result_of(body: Any) -> tuple[str, int, str]:
     if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
         raise ValueError("'worker' must be a non-empty string")
     return batch, n, worker
+
+
+# --- the ledger path -----------------------------------------------------------------------------
+
+
+def query(batch: str, size: int, list_missing: int = 0) -> dict[str, Any]:
+    """The ventilator's announcement-and-question: "batch of ``size``; which (up to K) are missing?"."""
+    return {"batch": batch, "size": size, "list": list_missing}
+
+
+def query_of(body: Any) -> tuple[str, int, int]:
+    """``(batch, size, list)`` of a query; ``list`` is clamped to :data:`MAX_LIST`."""
+    batch, size = announcement(body)
+    k = body.get("list", 0)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError("'list' must be a whole number")
+    return batch, size, min(k, MAX_LIST)
+
+
+def progress(
+    summary: dict[str, Any], batch: str, ranges: list[list[int]], re: str, error: str | None = None
+) -> dict[str, Any]:
+    """The sink's answer, from a :meth:`BatchLedger.summary` and the missing ranges it was asked for."""
+    body = {
+        "batch": batch,
+        "size": summary["size"],
+        "distinct": summary["distinct"],
+        "received": summary["received"],
+        "duplicates": summary["duplicates"],
+        "missing": summary["missing"],
+        "complete": summary["complete"],
+        "missing_ranges": ranges,
+        "re": re,
+    }
+    if error:
+        body["error"] = error
+    return body
+
+
+def _count(body: dict[str, Any], key: str) -> int:
+    v = body.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"'{key}' must be a whole number")
+    return v
+
+
+def progress_of(body: Any) -> dict[str, Any]:
+    """A checked copy of the sink's answer; ``ValueError`` naming the bad field."""
+    batch, size = announcement(body)
+    out: dict[str, Any] = {"batch": batch, "size": size}
+    for key in ("distinct", "received", "duplicates", "missing"):
+        out[key] = _count(body, key)
+    if not isinstance(body.get("complete"), bool):
+        raise ValueError("'complete' must be true or false")
+    out["complete"] = body["complete"]
+    re, error = body.get("re"), body.get("error")
+    if not isinstance(re, str):
+        raise ValueError("'re' must be a string")
+    if error is not None and not isinstance(error, str):
+        raise ValueError("'error' must be a string")
+    out["re"], out["error"] = re, error
+    ranges = body.get("missing_ranges")
+    if not isinstance(ranges, list):
+        raise ValueError("'missing_ranges' must be a list")
+    checked = []
+    for r in ranges:
+        if (
+            not isinstance(r, list)
+            or len(r) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+            or not 0 <= r[0] < r[1] <= size
+        ):
+            raise ValueError(f"'missing_ranges' has a bad range {r!r} (want [a, b) within [0, {size}))")
+        checked.append((r[0], r[1]))
+    out["missing_ranges"] = checked
+    return out

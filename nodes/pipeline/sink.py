@@ -1,12 +1,23 @@
-"""Sink: collects the pipeline's results into a ledger per batch (zguide "Divide and Conquer").
+"""Sink: collects the pipeline's results into a ledger per batch, and tells ventilators what is missing.
 
-Binds PULL at SINK_BIND   pipeworkers push results here and the ventilator announces each batch;
-                          both connect, so the sink is the stable end of the fan-in.
+Binds PULL   at SINK_BIND           pipeworkers push results here (they connect: the sink is the stable
+                                    end of the fan-in); a plain ``batch`` announcement is accepted too.
+Binds ROUTER at SINK_CONTROL_BIND   the ledger endpoint (default: SINK_BIND's port + 2): a ventilator
+                                    (DEALER, or any REQ) sends ``batch`` queries {"batch", "size", "list"};
+                                    every query is also the announcement, and is answered with the
+                                    batch's progress and, if asked, the missing task numbers
+                                    (:mod:`nodes.pipeline.protocol`).
 
-Per batch the ledger (:mod:`nodes.ledger`) shows received, distinct, duplicates, missing (against
-the announced size), per-worker counts and timing; ``/status`` serves it under ``batches`` and one
-``batch_complete`` event is logged when the last missing task arrives. The announcement may arrive
-after the first results (it travels on another connection): they are held until it does.
+Per batch the ledger (:mod:`nodes.pipeline.ledger`) shows received, distinct, duplicates, missing
+(against the announced size), per-worker counts and timing; ``/status`` serves it under ``batches``
+and one ``batch_complete`` event is logged when the last missing task arrives. A task re-sent by the
+ventilator may come back twice: it is counted once (``distinct``) and the copy under ``duplicates``.
+
+The ledger survives a restart: every announcement and result is appended to a journal per batch under
+SINK_STATE_DIR (:mod:`nodes.pipeline.journal`), handed to the OS once per loop pass and fsync'd every
+SINK_FSYNC_S and at batch completion; at start the journal is replayed before the sockets are bound.
+The loop flushes the journal *before* it answers queries, so the sink never reports a task done that
+a SIGKILL right after could forget, and fsyncs a completed batch before it says ``complete``.
 
 Anything else is rejected and counted, and the sink keeps serving: frames that are not one
 envelope, kinds other than ``batch``/``result``, bodies with missing or mistyped fields, and result
@@ -16,17 +27,33 @@ numbers outside ``[0, size)`` once the size is known.
 from __future__ import annotations
 
 import logging
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from nodes.core import wire
-from nodes.core.lifecycle import POLL_MS, Node
+from nodes.core import config, wire
+from nodes.core.lifecycle import POLL_MS, Node, send_nowait
 from nodes.core.log import event
 from nodes.pipeline import protocol
+from nodes.pipeline.journal import Journal
 from nodes.pipeline.ledger import DUPLICATE, OUT_OF_RANGE, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
+
+STATE_OFF = "off"
+
+
+def state_dir_of(settings: Any) -> Path | None:
+    """Where this sink keeps its journal (None: SINK_STATE_DIR=off, memory only)."""
+    value = settings.state_dir.strip()
+    if value.lower() == STATE_OFF:
+        return None
+    if value:
+        return Path(value)
+    return Path(tempfile.gettempdir()) / "mpc-sink-state" / settings.name
 
 
 class Sink(Node):
@@ -34,9 +61,20 @@ class Sink(Node):
         super().__init__(*args, **kwargs)
         self.ledger = Ledger()
         self.source = f"PULL {self.settings.bind}"
+        try:
+            self.control_bind = protocol.ledger_endpoint(self.settings.bind, self.settings.control_bind)
+        except ValueError as exc:
+            raise config.ConfigError(f"SINK_CONTROL_BIND: {exc}") from None
+        self.control_source = f"ROUTER {self.control_bind}"
+        self.state_dir = state_dir_of(self.settings)
+        self.journal: Journal | None = None
+        self.replayed: dict[str, Any] | None = None
 
     def extra_status(self) -> dict[str, Any]:
-        return {"batches": self.ledger.summaries()}
+        journal = None
+        if self.journal is not None:
+            journal = {"dir": str(self.state_dir), "replayed": self.replayed, **self.journal.counters}
+        return {"batches": self.ledger.summaries(), "ledger_endpoint": self.control_bind, "journal": journal}
 
     def summary(self) -> str:
         batches = self.ledger.summaries()
@@ -47,13 +85,47 @@ class Sink(Node):
         state = f"missing {b['missing']}" if b["complete"] or b["missing"] else f"pending {b['pending']}"
         return f"batch {batch}: {b['distinct']}/{size} distinct, {state}, duplicates {b['duplicates']}"
 
+    # --- the loop -------------------------------------------------------------------------------
+
     def serve(self) -> int:
-        results = self.socket(zmq.PULL, bind=self.settings.bind)
-        while self.running():
-            if results.poll(POLL_MS):
-                for frames in self.drain(results):
-                    self.handle(frames)
-        return 0
+        self.open_journal()
+        try:
+            results = self.socket(zmq.PULL, bind=self.settings.bind)
+            control = self.socket(zmq.ROUTER, bind=self.control_bind)
+            poller = zmq.Poller()
+            poller.register(results, zmq.POLLIN)
+            poller.register(control, zmq.POLLIN)
+            while self.running():
+                ready = dict(poller.poll(POLL_MS))
+                if results in ready:
+                    for frames in self.drain(results):
+                        self.handle(frames)
+                if self.journal is not None:
+                    self.journal.flush()  # before any answer: what is reported done is on disk
+                if control in ready:
+                    for frames in self.drain(control):
+                        self.on_query(control, frames)
+            return 0
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    def open_journal(self) -> None:
+        if self.state_dir is None:
+            event(log, "journal_off", logging.WARNING, hint="SINK_STATE_DIR=off: a restart loses the ledger")
+            return
+        try:
+            self.journal = Journal(self.state_dir, self.settings.fsync_every).open()
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL in the path
+            raise config.ConfigError(
+                f"SINK_STATE_DIR={str(self.state_dir)!r} cannot be used: {exc} (a writable directory, or off)"
+            ) from None
+        report = self.journal.replay(self.ledger)
+        self.replayed = report.as_dict()
+        self.stats.counters["batches_evicted"] = self.ledger.evicted
+        event(log, "journal_replayed", dir=str(self.state_dir), **self.replayed)
+
+    # --- results and plain announcements (PULL) ------------------------------------------------------
 
     def handle(self, frames: list[bytes]) -> None:
         env = self.decode_one(frames, self.source, (protocol.RESULT, protocol.BATCH))
@@ -72,10 +144,13 @@ class Sink(Node):
             return
         ledger = self.batch(batch)
         was_complete = ledger.complete
-        verdict = ledger.record(n, worker, env.id)
+        now = time.time()
+        verdict = ledger.record(n, worker, env.id, now)
         if verdict == OUT_OF_RANGE:
             self.reject(f"result {env.id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
             return
+        if self.journal is not None:
+            self.journal.result(batch, n, worker, env.id, now)
         self.stats.incr("results")
         self.stats.incr_label("results_by_worker", worker)
         if verdict == DUPLICATE:
@@ -88,28 +163,78 @@ class Sink(Node):
         except ValueError as exc:
             self.reject(f"bad batch announcement {env.id}: {exc}", self.source)
             return
+        self.announce(batch, size, env.id, self.source)
+
+    def announce(self, batch: str, size: int, msg_id: str, source: str) -> tuple[BatchLedger, str | None]:
+        """Learn a batch's size (first announcement) or check it (later ones); returns the ledger and any conflict."""
         ledger = self.batch(batch)
         if ledger.size is not None:
             if ledger.size != size:
-                self.reject(f"batch {batch!r} announced again with size {size}, was {ledger.size}", self.source)
-            else:
-                self.stats.incr("announcements_repeated")
-            return
+                error = f"batch {batch!r} announced again with size {size}, was {ledger.size}"
+                self.reject(error, source)
+                return ledger, error
+            self.stats.incr("announcements_repeated")
+            return ledger, None
         self.stats.incr("announcements")
-        out_of_range = ledger.announce(size)
-        event(log, "batch_announced", batch=batch, size=size, early_results=ledger.received + out_of_range)
+        now = time.time()
+        out_of_range = ledger.announce(size, now)
+        if self.journal is not None:
+            self.journal.announced(batch, size, now)
+        event(log, "batch_announced", batch=batch, size=size, early_results=ledger.received + out_of_range, via=source)
         for _ in range(out_of_range):
-            self.reject(f"early result outside [0, {size}) of batch {batch!r}", self.source)
+            self.reject(f"early result outside [0, {size}) of batch {batch!r}", source)
         self.settled(ledger, False)
+        return ledger, None
+
+    # --- the ledger endpoint (ROUTER) ----------------------------------------------------------------
+
+    def on_query(self, control: zmq.Socket, frames: list[bytes]) -> None:
+        """Answer one ``batch`` query: ``[peer, frame]`` from a DEALER or ``[peer, b"", frame]`` from a REQ."""
+        if len(frames) == 3 and frames[1] == b"":
+            head, body = frames[:2], frames[2:]
+        elif len(frames) == 2:
+            head, body = frames[:1], frames[1:]
+        else:
+            self.reject(f"ledger query of {len(frames)} frames (want [peer, query] or [peer, '', query])", "ROUTER")
+            return
+        env = self.decode_one(body, self.control_source, (protocol.BATCH,))
+        if env is None:
+            return
+        try:
+            batch, size, list_missing = protocol.query_of(env.body)
+        except ValueError as exc:
+            self.reject(f"bad ledger query {env.id}: {exc}", self.control_source)
+            return
+        self.stats.incr("queries")
+        ledger, error = self.announce(batch, size, env.id, self.control_source)
+        if self.journal is not None:
+            if ledger.complete:
+                self.journal.sync(batch)  # "complete" is said only once it is fsync'd
+            else:
+                self.journal.flush()
+        ranges = ledger.missing_ranges(list_missing)
+        reply = protocol.progress(ledger.summary(), batch, ranges, env.id, error)
+        try:
+            send_nowait(control, [*head, wire.make(protocol.BATCH, self.ids(), reply, self.name)])
+            self.stats.incr("sent")
+        except zmq.Again:  # the asker's queue is full or it is gone: it asks again
+            self.stats.incr("answers_dropped")
+
+    # --- helpers -----------------------------------------------------------------------------------
 
     def batch(self, batch: str) -> BatchLedger:
         ledger = self.ledger.get(batch)
         self.stats.counters["batches_evicted"] = self.ledger.evicted
+        if self.journal is not None:
+            for gone in self.ledger.take_evicted():
+                self.journal.forget(gone)
         return ledger
 
     def settled(self, ledger: BatchLedger, was_complete: bool) -> None:
-        """Log ``batch_complete`` once: when this message made the batch complete."""
+        """Log ``batch_complete`` once: when this message made the batch complete (and fsync its journal)."""
         if ledger.complete and not was_complete:
+            if self.journal is not None:
+                self.journal.sync(ledger.batch)
             s = ledger.summary()
             fields = ("size", "received", "duplicates", "by_worker", "elapsed_s")
             event(log, "batch_complete", batch=ledger.batch, **{k: s[k] for k in fields})

@@ -1,7 +1,8 @@
 """Ventilator -> pipeworkers -> sink as real processes on 127.0.0.1 (and as threads over inproc).
 
 Every delivery test names exact numbers: M tasks -> the sink's ledger shows M distinct, 0 missing,
-0 duplicates, and every pipeworker took a share.
+0 duplicates, and every pipeworker took a share. Faults (pipeworkers and the sink killed mid-batch,
+re-sends) are in ``test_reliable_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ def events(node: NodeProc, name: str) -> list[dict[str, Any]]:
     return [r for r in (json.loads(line) for line in lines if line.startswith("{")) if r["event"] == name]
 
 
+def start_sink(nodes: Any, state: Path, sink_ep: str | None = None) -> tuple[NodeProc, str, str]:
+    """A sink with its own results endpoint, ledger endpoint and journal directory: (sink, SINK_BIND, SINK_CONTROL)."""
+    sink_ep, ctl_ep = sink_ep or tcp(), tcp()
+    env = {"SINK_BIND": sink_ep, "SINK_CONTROL_BIND": ctl_ep, "SINK_STATE_DIR": str(state)}
+    return nodes("sink", env), sink_ep, ctl_ep
+
+
 def run_batch(
-    nodes: Any, vent_ep: str, sink: NodeProc, sink_ep: str, workers: int, tasks: int, batch: str
+    nodes: Any, vent_ep: str, sink: NodeProc, sink_ep: str, ctl_ep: str, workers: int, tasks: int, batch: str
 ) -> tuple[dict[str, Any], list[NodeProc]]:
     """Start ``workers`` pipeworkers and a ventilator; return the sink's completed ledger of ``batch``."""
     peer = {"VENT_ENDPOINT": vent_ep, "SINK_ENDPOINT": sink_ep}
@@ -47,7 +55,7 @@ def run_batch(
         "ventilator",
         {
             "VENT_BIND": vent_ep,
-            "SINK_ENDPOINT": sink_ep,
+            "SINK_CONTROL": ctl_ep,
             "TASKS": str(tasks),
             "TASK_MS": "1",
             "BATCH_ID": batch,
@@ -58,7 +66,8 @@ def run_batch(
         healthy=False,
     )
     done = vent.wait_state("done", 30)
-    assert (done["batch"], done["tasks"], done["sent"]) == (batch, tasks, tasks)
+    assert (done["batch"], done["tasks"], done["sent"], done["resent"]) == (batch, tasks, tasks, 0)
+    assert done["sink"] == {"distinct": tasks, "missing": 0, "duplicates": 0, "complete": True}
     assert done["peers"] == workers
     ledger = wait_until(
         lambda: (b := sink.status()["batches"].get(batch)) and b["complete"] and b, 20, f"sink ledger of {batch}"
@@ -74,9 +83,9 @@ def test_tasks_fan_out_to_every_pipeworker_and_all_come_back(
         vent_ep, sink_ep = tcp(), tcp()
     else:
         vent_ep, sink_ep = f"ipc://{tmp_path}/vent.ipc", f"ipc://{tmp_path}/sink.ipc"
-    sink = nodes("sink", {"SINK_BIND": sink_ep})
+    sink, sink_ep, ctl_ep = start_sink(nodes, tmp_path / "state", sink_ep)
 
-    ledger, pws = run_batch(nodes, vent_ep, sink, sink_ep, workers=3, tasks=tasks, batch=f"b-{transport}")
+    ledger, pws = run_batch(nodes, vent_ep, sink, sink_ep, ctl_ep, workers=3, tasks=tasks, batch=f"b-{transport}")
 
     print(f"\n{transport}: {tasks} tasks, per-worker counts {ledger['by_worker']}")
     assert (ledger["size"], ledger["received"], ledger["distinct"]) == (tasks, tasks, tasks)
@@ -90,22 +99,32 @@ def test_tasks_fan_out_to_every_pipeworker_and_all_come_back(
     assert sink.status()["counters"]["rejected"] == 0
 
 
-def test_pipeworker_finishes_the_task_in_hand_on_sigterm(nodes: Any) -> None:
-    vent_ep, sink_ep = tcp(), tcp()
-    sink = nodes("sink", {"SINK_BIND": sink_ep})
+def test_pipeworker_stops_taking_tasks_then_finishes_what_it_holds_on_sigterm(nodes: Any, tmp_path: Path) -> None:
+    vent_ep = tcp()
+    sink, sink_ep, ctl_ep = start_sink(nodes, tmp_path / "state")
     pw = nodes("pipeworker", {"VENT_ENDPOINT": vent_ep, "SINK_ENDPOINT": sink_ep})
-    env = {"VENT_BIND": vent_ep, "SINK_ENDPOINT": sink_ep, "TASKS": "3", "TASK_MS": "800", "BATCH_ID": "term"}
-    nodes("ventilator", {**env, "MIN_PIPEWORKERS": "1", "WAIT_TIMEOUT": "10", "HOLD": "1"}, healthy=False)
+    env = {"VENT_BIND": vent_ep, "SINK_CONTROL": ctl_ep, "TASKS": "3", "TASK_MS": "800", "BATCH_ID": "term"}
+    vent = nodes("ventilator", {**env, "MIN_PIPEWORKERS": "1", "WAIT_TIMEOUT": "10", "HOLD": "1"}, healthy=False)
     wait_until(lambda: pw.status()["counters"]["received"] == 1, 10, "pipeworker holding its first task")
 
-    assert pw.stop() == 0  # SIGTERM while task 0 is being worked on
+    assert pw.stop() == 0  # SIGTERM while task 0 is being worked on; tasks 1 and 2 are queued at the worker
 
-    assert pw.proc.returncode == 0
+    (taking,) = events(pw, "stopped_taking_tasks")
+    (drained,) = events(pw, "stop_drained")
     (stopped,) = events(pw, "stopped")
-    assert stopped["counters"] == {"received": 1, "sent": 1, "rejected": 0}  # one task, one result pushed
-    ledger = wait_until(lambda: (b := sink.status()["batches"]["term"])["received"] == 1 and b, 5, "in-hand result")
-    # Tasks 1 and 2 were queued at the stopped worker: PUSH/PULL has no ack, so the ledger shows them missing.
-    assert (ledger["distinct"], ledger["missing"], ledger["missing_examples"]) == (1, 2, [1, 2])
+    # Task 0 in hand, then the two queued ones, finished within STOP_GRACE (3 s > 2 x 0.8 s): none dropped.
+    assert (taking["held"], drained["finished"], drained["dropped"]) == (2, 2, 0)
+    assert stopped["counters"] == {
+        "received": 3,
+        "sent": 3,
+        "rejected": 0,
+        "finished_on_stop": 2,
+        "dropped_on_stop": 0,
+    }
+    done = vent.wait_state("done", 10)  # the batch completed: nothing left to re-send
+    assert (done["sent"], done["resent"], done["sink"]["distinct"], done["sink"]["missing"]) == (3, 0, 3, 0)
+    ledger = sink.status()["batches"]["term"]
+    assert (ledger["distinct"], ledger["missing"], ledger["duplicates"]) == (3, 0, 0)
 
 
 # --- fuzzing the sink ----------------------------------------------------------------------------
@@ -175,9 +194,8 @@ def fuzz_message(rng: random.Random) -> tuple[str, list[bytes]]:
     return category, [rng.choice([good, rng.randbytes(8), b""]) for _ in range(rng.randint(2, 4))]
 
 
-def test_sink_rejects_fuzz_exactly_and_keeps_serving(nodes: Any) -> None:
-    sink_ep = tcp()
-    sink = nodes("sink", {"SINK_BIND": sink_ep})
+def test_sink_rejects_fuzz_exactly_and_keeps_serving(nodes: Any, tmp_path: Path) -> None:
+    sink, sink_ep, ctl_ep = start_sink(nodes, tmp_path / "state")
     rng = random.Random(FUZZ_SEED)
     messages = [fuzz_message(rng) for _ in range(FUZZ_COUNT)]
     print(f"\nfuzz categories: {dict(sorted(Counter(c for c, _ in messages).items()))}")
@@ -202,7 +220,7 @@ def test_sink_rejects_fuzz_exactly_and_keeps_serving(nodes: Any) -> None:
     assert status["batches"][FUZZ_BATCH]["received"] == 0
     assert get_json(sink.url + "/healthz")["ok"]
 
-    ledger, _ = run_batch(nodes, tcp(), sink, sink_ep, workers=2, tasks=100, batch="after-fuzz")
+    ledger, _ = run_batch(nodes, tcp(), sink, sink_ep, ctl_ep, workers=2, tasks=100, batch="after-fuzz")
     assert (ledger["distinct"], ledger["missing"], ledger["duplicates"]) == (100, 0, 0)
     assert sink.status()["counters"]["rejected"] == FUZZ_COUNT
 
@@ -212,7 +230,7 @@ def test_sink_rejects_fuzz_exactly_and_keeps_serving(nodes: Any) -> None:
 
 def test_ventilator_exits_nonzero_naming_what_it_waited_for(nodes: Any) -> None:
     vent_ep = tcp()
-    env = {"VENT_BIND": vent_ep, "SINK_ENDPOINT": tcp(), "MIN_PIPEWORKERS": "2", "WAIT_TIMEOUT": "1"}
+    env = {"VENT_BIND": vent_ep, "SINK_CONTROL": tcp(), "MIN_PIPEWORKERS": "2", "WAIT_TIMEOUT": "1"}
     vent = nodes("ventilator", env, healthy=False)
 
     assert vent.wait_exit(15) == 1
@@ -227,13 +245,14 @@ def test_ventilator_exits_nonzero_naming_what_it_waited_for(nodes: Any) -> None:
 # --- inproc: the same nodes as threads of one process ----------------------------------------------
 
 
-def test_inproc_pipeline_in_one_process() -> None:
+def test_inproc_pipeline_in_one_process(tmp_path: Path) -> None:
     ctx, stop = zmq.Context(), threading.Event()
     common = {"STATUS_PORT": "0", "WAIT_TIMEOUT": "10"}
-    sink = Sink(roles.load("sink", {**common, "NODE_NAME": "sink", "SINK_BIND": "inproc://sink"}), ctx, stop)
+    sink_env = {"SINK_BIND": "inproc://sink", "SINK_CONTROL_BIND": "inproc://ctl", "SINK_STATE_DIR": str(tmp_path)}
+    sink = Sink(roles.load("sink", {**common, "NODE_NAME": "sink", **sink_env}), ctx, stop)
     peer = {**common, "VENT_ENDPOINT": "inproc://vent", "SINK_ENDPOINT": "inproc://sink"}
     pws = [Pipeworker(roles.load("pipeworker", {**peer, "NODE_NAME": f"pw{i}"}), ctx, stop) for i in range(2)]
-    vent_env = {"VENT_BIND": "inproc://vent", "SINK_ENDPOINT": "inproc://sink", "TASKS": "300", "BATCH_ID": "ip"}
+    vent_env = {"VENT_BIND": "inproc://vent", "SINK_CONTROL": "inproc://ctl", "TASKS": "300", "BATCH_ID": "ip"}
     vent = Ventilator(roles.load("ventilator", {**common, **vent_env, "MIN_PIPEWORKERS": "2"}), ctx, stop)
     codes: dict[str, int] = {}
     threads = [

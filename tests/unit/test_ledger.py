@@ -1,9 +1,14 @@
-"""The sink's ledger on its own: arrival order, duplicates, missing, per-worker counts, bounds."""
+"""The sink's ledger on its own: arrival order, duplicates, missing, per-worker counts, bounds; its
+journal (persisted, replayed after a restart, torn tails cut); the ledger-path bodies."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgpack
 import pytest
 
+from nodes.pipeline.journal import Journal, file_name
 from nodes.pipeline.ledger import (
     COUNTED,
     DUPLICATE,
@@ -13,7 +18,16 @@ from nodes.pipeline.ledger import (
     BatchLedger,
     Ledger,
 )
-from nodes.pipeline.protocol import announcement, task_ref
+from nodes.pipeline.protocol import (
+    MAX_LIST,
+    announcement,
+    ledger_endpoint,
+    progress,
+    progress_of,
+    query,
+    query_of,
+    task_ref,
+)
 
 
 def test_results_before_the_announcement_are_held_then_replayed() -> None:
@@ -124,3 +138,189 @@ def test_body_parsers_accept_good_bodies() -> None:
     for bad in ({"batch": "b"}, {"batch": "b", "size": -1}, {"batch": "b", "size": False}, {"size": 3}):
         with pytest.raises(ValueError):
             announcement(bad)
+
+
+def test_the_ledger_reports_evicted_batches_once() -> None:
+    ledger = Ledger(keep=2)
+    for i in range(4):
+        ledger.get(f"b{i}")
+    assert ledger.take_evicted() == ["b0", "b1"]
+    assert ledger.take_evicted() == []
+
+
+# --- missing task numbers as ranges (what the ventilator re-sends) ---------------------------------
+
+
+def test_missing_ranges_are_half_open_lowest_first_and_bounded() -> None:
+    b = BatchLedger("b1")
+    assert b.missing_ranges(10) == []  # size unknown: nothing to list
+    b.announce(20)
+    for n in [*range(0, 5), 7, *range(10, 18)]:
+        b.record(n, "w1", f"r{n}")
+    assert b.missing_ranges(100) == [[5, 7], [8, 10], [18, 20]]
+    assert b.missing_ranges(3) == [[5, 7], [8, 9]]  # exactly 3 numbers
+    assert b.missing_ranges(0) == []
+    for n in [5, 6, 8, 9, 18, 19]:
+        b.record(n, "w2", f"s{n}")
+    assert b.complete and b.missing_ranges(100) == []
+
+
+# --- the journal: the ledger survives a restart ----------------------------------------------------
+
+
+def fill(ledger: Ledger, journal: Journal) -> None:
+    """The sink's calls, mirrored into the journal: early results, an announcement, duplicates, two batches."""
+    calls = [
+        ("a", "r", 3, "w1", "m1", 10.0),  # before the announcement: pending
+        ("a", "A", 5, 11.0),
+        ("a", "r", 0, "w2", "m2", 12.0),
+        ("a", "r", 3, "w2", "m3", 13.0),  # a duplicate of the early one
+        ("b", "A", 2, 14.0),
+        ("b", "r", 1, "w1", "m4", 15.0),
+        ("a", "r", 9, "w1", "m5", 16.0),  # out of range: the sink rejects it and journals nothing
+    ]
+    for batch, kind, *rest in calls:
+        b = ledger.get(batch)
+        if kind == "A":
+            size, now = rest
+            b.announce(size, now=now)
+            journal.announced(batch, size, now)
+        elif b.record(*rest) != OUT_OF_RANGE:
+            journal.result(batch, *rest)
+
+
+def test_a_replayed_journal_rebuilds_the_same_ledger(tmp_path: Path) -> None:
+    original, journal = Ledger(), Journal(tmp_path).open()
+    fill(original, journal)
+    journal.flush()
+    journal.close()
+
+    replayed = Ledger()
+    report = Journal(tmp_path).open().replay(replayed)
+
+    assert (report.batches, report.records, report.torn_bytes, report.bad_files) == (2, 6, 0, [])
+    assert replayed.summaries() == original.summaries()
+    a = replayed.batches["a"].summary()
+    assert (a["size"], a["distinct"], a["duplicates"], a["missing"], a["by_worker"]) == (5, 2, 1, 3, {"w1": 1, "w2": 2})
+    assert (a["first_at"], a["last_at"]) == (10.0, 13.0)  # arrival times survive too
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([file_name("a"), file_name("b")])
+
+
+def test_a_torn_tail_is_cut_and_appending_goes_on(tmp_path: Path) -> None:
+    ledger, journal = Ledger(), Journal(tmp_path).open()
+    fill(ledger, journal)
+    journal.close()
+    path = tmp_path / file_name("a")
+    whole = path.stat().st_size
+    torn = msgpack.packb(["R", 4, "w1", "m9", 20.0])[:-3]  # a SIGKILL in the middle of a write
+    with open(path, "ab") as f:
+        f.write(torn)
+
+    second, journal2 = Ledger(), Journal(tmp_path).open()
+    report = journal2.replay(second)
+    assert report.torn_bytes == len(torn) and path.stat().st_size == whole
+    assert second.summaries() == ledger.summaries()
+    journal2.result("a", 4, "w1", "m10", 21.0)  # the restarted sink appends after the cut
+    second.batches["a"].record(4, "w1", "m10", 21.0)
+    journal2.close()
+
+    third = Ledger()
+    assert Journal(tmp_path).open().replay(third).torn_bytes == 0
+    assert third.batches["a"].summary()["distinct"] == 3
+    assert third.summaries() == second.summaries()
+
+
+def test_files_that_are_not_journals_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "garbage.ledger").write_bytes(b"\xc1\xc1 not msgpack")
+    (tmp_path / "empty.ledger").write_bytes(b"")
+    (tmp_path / "noheader.ledger").write_bytes(msgpack.packb(["A", 3, 1.0]))
+    (tmp_path / "notes.txt").write_text("ignored: not a .ledger file")
+    ledger = Ledger()
+    report = Journal(tmp_path).open().replay(ledger)
+    assert sorted(report.bad_files) == ["empty.ledger", "garbage.ledger", "noheader.ledger"]
+    assert (report.batches, ledger.batches) == (0, {})
+
+
+def test_replay_keeps_the_newest_batches_and_deletes_the_evicted_journals(tmp_path: Path) -> None:
+    journal = Journal(tmp_path).open()
+    for i in range(4):
+        journal.announced(f"b{i}", 1, float(i))
+        journal.result(f"b{i}", 0, "w", f"m{i}", float(i))
+    journal.close()
+    ledger = Ledger(keep=2)
+    Journal(tmp_path).open().replay(ledger)
+    assert list(ledger.batches) == ["b2", "b3"]  # oldest first, by creation
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([file_name("b2"), file_name("b3")])
+
+
+def test_forget_deletes_a_batch_and_fsync_counts(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync_every=0).open()
+    journal.announced("x", 1, 1.0)
+    journal.flush()  # fsync_every=0: every flush is fsync'd
+    assert journal.counters["flushes"] == 1 and journal.counters["fsyncs"] >= 1
+    journal.forget("x")
+    assert list(tmp_path.iterdir()) == []
+    journal.close()
+
+
+def test_file_names_are_safe_and_unique() -> None:
+    a, b = file_name("../etc/passwd"), file_name("..-etc-passwd")
+    assert "/" not in a and a != b and a.endswith(".ledger")
+    assert len(file_name("x" * 200)) < 120
+
+
+def test_an_unwritable_state_dir_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError):
+        Journal(blocker / "sub").open()
+
+
+# --- the ledger path's bodies -----------------------------------------------------------------------
+
+
+def test_query_and_progress_round_trip() -> None:
+    assert query_of(query("b", 10, 5)) == ("b", 10, 5)
+    assert query_of({"batch": "b", "size": 10}) == ("b", 10, 0)  # a plain announcement is a query too
+    assert query_of(query("b", 10, 10**9))[2] == MAX_LIST
+    b = BatchLedger("b")
+    b.announce(4)
+    b.record(1, "w", "m")
+    body = progress(b.summary(), "b", b.missing_ranges(10), "q:1")
+    p = progress_of(body)
+    assert (p["distinct"], p["missing"], p["complete"], p["re"], p["error"]) == (1, 3, False, "q:1", None)
+    assert p["missing_ranges"] == [(0, 1), (2, 4)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"missing_ranges": [[3, 3]]},
+        {"missing_ranges": [[0, 5]]},
+        {"missing_ranges": [[-1, 2]]},
+        {"missing_ranges": [[0, 1, 2]]},
+        {"missing_ranges": "0-3"},
+        {"distinct": -1},
+        {"complete": 1},
+        {"re": 7},
+        {"error": 3},
+    ],
+)
+def test_bad_progress_bodies_are_refused(change: dict) -> None:
+    b = BatchLedger("b")
+    b.announce(4)
+    body = {**progress(b.summary(), "b", [], "q:1"), **change}
+    with pytest.raises(ValueError):
+        progress_of(body)
+
+
+def test_the_ledger_endpoint_is_derived_from_the_results_endpoint_unless_set() -> None:
+    assert ledger_endpoint("tcp://*:5558") == "tcp://*:5560"
+    assert ledger_endpoint("tcp://sink:5558") == "tcp://sink:5560"
+    assert ledger_endpoint("tcp://[::1]:7000") == "tcp://[::1]:7002"
+    assert ledger_endpoint("ipc:///tmp/s.ipc") == "ipc:///tmp/s.ipc.ledger"
+    assert ledger_endpoint("inproc://sink") == "inproc://sink.ledger"
+    assert ledger_endpoint("tcp://*:5558", "tcp://*:6000") == "tcp://*:6000"
+    for bad in ("tcp://*:*", "tcp://*:65534"):
+        with pytest.raises(ValueError, match="set it explicitly"):
+            ledger_endpoint(bad)
