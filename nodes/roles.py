@@ -87,7 +87,7 @@ _ROLES = (
         "pipeline",
         "nodes.pipeline.ventilator:Ventilator",
         config.VentilatorSettings,
-        "PUSH: announces a batch to the sink, then fans TASKS tasks out to pipeworkers",
+        "PUSH: fans TASKS tasks out to pipeworkers, asks the sink what is missing and re-sends it",
     ),
     Role(
         "pipeworker",
@@ -102,7 +102,7 @@ _ROLES = (
         "pipeline",
         "nodes.pipeline.sink:Sink",
         config.SinkSettings,
-        "PULL: fan-in ledger per batch (received, missing, duplicates, per-worker counts)",
+        "PULL: fan-in, a journalled ledger per batch (distinct, missing, duplicates, per worker)",
     ),
     Role(
         "publisher",

@@ -19,7 +19,7 @@ DEFAULT_BASE_PORT = 17000
 #: Most instances of one scaled role: their status ports share one block of 100.
 MAX_SCALED = 99
 #: Fixed offsets from BASE_PORT of the endpoints (a bound one and everyone connecting to it) and redis.
-ENDPOINT_OFFSETS = {"frontend": 0, "backend": 1, "vent": 2, "sink": 3, "zpub": 4, "redis": 5}
+ENDPOINT_OFFSETS = {"frontend": 0, "backend": 1, "vent": 2, "sink": 3, "zpub": 4, "redis": 5, "sink_control": 6}
 #: The endpoint settings of the registry (``Role.binds`` / ``Role.connects``) -> the endpoint they name.
 ENDPOINT_SETTINGS = {
     "FRONTEND_BIND": "frontend",
@@ -30,6 +30,8 @@ ENDPOINT_SETTINGS = {
     "VENT_ENDPOINT": "vent",
     "SINK_BIND": "sink",
     "SINK_ENDPOINT": "sink",
+    "SINK_CONTROL_BIND": "sink_control",
+    "SINK_CONTROL": "sink_control",
     "ZPUB_BIND": "zpub",
     "ZPUB_ENDPOINT": "zpub",
 }

@@ -119,6 +119,8 @@ def _program(plan: Plan, state: State, role: str, password: str) -> list[str]:
         lines.append(f"stdout_logfile={state.log_of(role)}")
         raw = frozenset()
     node_env |= {"STATUS_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **plan.role_env(role, password)}
+    if "SINK_STATE_DIR" in spec.envs():  # the sink's journal lives and dies with this local cluster
+        node_env["SINK_STATE_DIR"] = str(state.root / "sink-state")
     lines.append(f"environment={_env_line(node_env, raw)}")
     if spec.one_shot:  # started by `up` once the servers are healthy; never restarted
         lines += ["autostart=false", "autorestart=false", "priority=40"]
