@@ -65,6 +65,11 @@ def recv_nowait(sock: zmq.Socket) -> list[bytes]:
     return frames
 
 
+#: Exit code of a one-shot sender (client, ventilator, publisher, zpub) stopped by SIGTERM/SIGINT before
+#: its batch was delivered: distinct from 0 (delivered) and 1 (gave up), so a script can tell them apart.
+EXIT_INTERRUPTED = 3
+
+
 class Node:
     """Base class of every role. Subclasses implement :meth:`serve`."""
 

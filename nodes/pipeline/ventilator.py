@@ -49,7 +49,7 @@ from typing import Any
 import zmq
 
 from nodes.core import config, wire
-from nodes.core.lifecycle import POLL_MS, Node, Pacer
+from nodes.core.lifecycle import EXIT_INTERRUPTED, POLL_MS, Node, Pacer
 from nodes.core.log import event
 from nodes.core.peers import PeerCounter
 from nodes.pipeline import protocol
@@ -66,7 +66,6 @@ POLL_LEDGER_S = 0.2
 FINAL_ASK_S = 1.0
 
 EXIT_GAVE_UP = 1
-EXIT_INTERRUPTED = 3
 
 
 class Ventilator(Node):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from nodes.core import wire
-from nodes.core.lifecycle import Node, Pacer
+from nodes.core.lifecycle import EXIT_INTERRUPTED, Node, Pacer
 from nodes.core.log import event, worth_logging
 from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for
 
@@ -168,14 +168,15 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
     MESSAGES events, or with MESSAGES=0 (continuous) one every 1/RATE s until the node is stopped. FORMAT
     chooses the payload: ``envelope`` (sequence-numbered events) or ``plain`` (``hatX`` on topic ``catX``).
     ``send(topic, payload)`` returns False when the message could not be handed over (already logged). Returns
-    the exit code: 0 done (or stopped on request), 1 the wait timed out or a send failed, 2 no topics.
+    the exit code: 0 done (a continuous run: stopped on request), 1 the wait timed out or a send failed, 2 no
+    topics, EXIT_INTERRUPTED (3) a bounded batch stopped on request before it was all published.
     """
     s = node.settings
     if not s.topics:
         event(log, "no_topics", logging.ERROR, hint="set TOPICS to at least one topic")
         return 2
     if s.min_subscribers and not node.wait_for(waiting_for, ready, s.wait_timeout):
-        return 0 if node.stop.is_set() else 1
+        return EXIT_INTERRUPTED if node.stop.is_set() else 1
     outbox = Outbox(node.ids.prefix, s.topics)
     pacer = Pacer(s.rate, node)
     plain = s.format == PLAIN
@@ -207,7 +208,9 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
         failed=failed,
         stopped_early=bool(total) and outbox.n < total,
     )
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return EXIT_INTERRUPTED if total and outbox.n < total else 0
 
 
 def published_summary(node: Node) -> str:

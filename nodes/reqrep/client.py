@@ -29,7 +29,7 @@ import zmq
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_when_event_set
 
 from nodes.core import wire
-from nodes.core.lifecycle import POLL_MS, Node, Pacer
+from nodes.core.lifecycle import EXIT_INTERRUPTED, POLL_MS, Node, Pacer
 from nodes.core.log import event, worth_logging
 from nodes.reqrep import protocol
 
@@ -97,6 +97,15 @@ class Client(Node):
             counters=dict(counters),
             replies_by_worker=dict(self.stats.labelled.get("replies_by_worker", {})),
         )
+        if not self.done and self.stop.is_set():
+            event(
+                log,
+                "batch_interrupted",
+                logging.WARNING,
+                exit_code=EXIT_INTERRUPTED,
+                unanswered=s.requests - counters["replied"],
+            )
+            return EXIT_INTERRUPTED
         return 0 if counters["failed"] == 0 else 1
 
     def _attempt(self, request_id: str, frame: bytes) -> str | None:
