@@ -27,7 +27,7 @@ from typing import Any
 from nodes.core import wire
 from nodes.core.lifecycle import EXIT_INTERRUPTED, Node, Pacer
 from nodes.core.log import event, worth_logging
-from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for
+from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, LATE_JOIN, Outbox, Tracker, hat_for
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Inbox:
     """What both subscribers do with one delivered message: plain is counted; an envelope is validated, tracked,
     counted; anomalies and rejects are logged (rejects with their reason in words)."""
 
-    COUNTERS = ("plain", "unexpected", "gaps", "duplicates", "out_of_order")
+    COUNTERS = ("plain", "unexpected", "late_join", "gaps", "duplicates", "out_of_order")
 
     def __init__(self, node: Node, topics: Iterable[str]) -> None:
         self.node = node
@@ -121,9 +121,11 @@ class Inbox:
         stats.incr_label("received_by_topic", topic)
         if verdict == IN_ORDER:
             return
-        counter = {GAP: "gaps", LATE: "out_of_order", DUPLICATE: "duplicates"}[verdict]
+        counter = {GAP: "gaps", LATE: "out_of_order", DUPLICATE: "duplicates", LATE_JOIN: "late_join"}[verdict]
         stats.incr(counter, skipped or 1)
-        if verdict == GAP or worth_logging(stats.counters[counter]):
+        if verdict == LATE_JOIN:  # not a loss: published before this subscriber was there
+            event(log, "late_join", topic=topic, run=run, first_seq=seq, before_join=skipped, source=source)
+        elif verdict == GAP or worth_logging(stats.counters[counter]):
             event(log, verdict, logging.WARNING, topic=topic, run=run, seq=seq, missing=skipped, source=source)
 
     def plain(self, topic: str) -> None:
@@ -156,7 +158,8 @@ class Inbox:
 
         plain = f"plain {c['plain']}" + (f" ({per_topic('plain_by_topic')})" if c["plain"] else "")
         line = (
-            f"received {c['received']} ({per_topic('received_by_topic')}), {plain}, gaps {c['gaps']}, "
+            f"received {c['received']} ({per_topic('received_by_topic')}), {plain}, joined late {c['late_join']}, "
+            f"gaps {c['gaps']}, "
             f"duplicates {c['duplicates']}, out of order {c['out_of_order']}, rejected {c['rejected']}"
         )
         return line + (f" (last: {self.last_rejected})" if self.last_rejected else "")

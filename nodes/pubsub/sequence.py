@@ -24,7 +24,7 @@ from typing import Any
 MISSING_LIMIT = 100_000
 
 # Verdicts of Tracker.record
-IN_ORDER, GAP, LATE, DUPLICATE = "in_order", "gap", "late", "duplicate"
+IN_ORDER, GAP, LATE, DUPLICATE, LATE_JOIN = "in_order", "gap", "late", "duplicate", "late_join"
 
 
 def hat_for(topic: str) -> str:
@@ -56,7 +56,8 @@ class Stream:
 
     received: int = 0
     last_seq: int = 0
-    gaps: int = 0  # numbers skipped over when a later one arrived (never decreases)
+    late_join: int = 0  # numbers before the first one this subscriber saw: published before it joined
+    gaps: int = 0  # numbers skipped over after the first one, when a later one arrived (never decreases)
     out_of_order: int = 0  # skipped numbers that arrived late
     duplicates: int = 0
     missing: set[int] = field(default_factory=set)  # skipped and not (yet) arrived
@@ -76,7 +77,10 @@ class Tracker:
         """Account for one event; returns ``(verdict, skipped)`` where ``skipped`` > 0 only for a gap."""
         st = self.streams.get((run, topic))
         if st is None:
-            st = self.streams[(run, topic)] = Stream()
+            # The first event of a stream: whatever came before it was published before this subscriber
+            # was there (a late joiner), which is not a loss. Gaps count only after the first one.
+            st = self.streams[(run, topic)] = Stream(received=1, last_seq=seq, late_join=seq - 1)
+            return (LATE_JOIN, seq - 1) if seq > 1 else (IN_ORDER, 0)
         st.received += 1
         if seq == st.last_seq + 1:
             st.last_seq = seq
@@ -100,9 +104,11 @@ class Tracker:
         out: dict[str, dict[str, Any]] = {}
         for (run, topic), st in list(self.streams.items()):
             t = out.setdefault(
-                topic, {"received": 0, "gaps": 0, "missing": 0, "duplicates": 0, "out_of_order": 0, "runs": 0}
+                topic,
+                {"received": 0, "late_join": 0, "gaps": 0, "missing": 0, "duplicates": 0, "out_of_order": 0, "runs": 0},
             )
             t["received"] += st.received
+            t["late_join"] += st.late_join
             t["gaps"] += st.gaps
             t["missing"] += len(st.missing)
             t["duplicates"] += st.duplicates

@@ -160,6 +160,7 @@ def test_redis_subscriber_rejects_malformed_and_counts_foreign_topics(nodes, red
     assert st["topics"]["catA"] | {"run": "r1"} == {
         "received": 4,
         "last_seq": 3,
+        "late_join": 0,
         "gaps": 1,
         "missing": 0,
         "duplicates": 1,

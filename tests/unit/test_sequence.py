@@ -7,7 +7,7 @@ import pytest
 from nodes.core import wire
 from nodes.pubsub import protocol, sequence
 from nodes.pubsub.protocol import problem
-from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, Outbox, Tracker, hat_for
+from nodes.pubsub.sequence import DUPLICATE, GAP, IN_ORDER, LATE, LATE_JOIN, Outbox, Tracker, hat_for
 
 
 def test_hat_follows_the_topic_suffix() -> None:
@@ -37,6 +37,7 @@ def test_in_order_stream_has_no_anomalies() -> None:
     assert [tr.record("r", "catA", s) for s in range(1, 6)] == [(IN_ORDER, 0)] * 5
     assert tr.summary()["catA"] == {
         "received": 5,
+        "late_join": 0,
         "gaps": 0,
         "missing": 0,
         "duplicates": 0,
@@ -56,9 +57,13 @@ def test_gap_counts_the_skipped_numbers() -> None:
     assert (s["received"], s["gaps"], s["missing"], s["last_seq"]) == (3, 3, 3, 6)
 
 
-def test_first_message_missing_is_a_gap() -> None:
+def test_a_late_joiner_is_not_a_gap() -> None:
     tr = Tracker()
-    assert tr.record("r", "catA", 3) == (GAP, 2)
+    assert tr.record("r", "catA", 3) == (LATE_JOIN, 2)  # 1 and 2 were published before it subscribed
+    assert tr.record("r", "catA", 4) == (IN_ORDER, 0)
+    assert tr.record("r", "catA", 6) == (GAP, 1)  # after the first one, a skip is a loss
+    s = tr.summary()["catA"]
+    assert (s["received"], s["late_join"], s["gaps"], s["missing"], s["last_seq"]) == (3, 2, 1, 1, 6)
 
 
 def test_late_arrival_is_out_of_order_and_fills_the_gap() -> None:
@@ -109,7 +114,8 @@ def test_expected_topics() -> None:
 def test_missing_set_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sequence, "MISSING_LIMIT", 10)
     tr = Tracker()
-    assert tr.record("r", "catA", 1000) == (GAP, 999)
+    tr.record("r", "catA", 1)
+    assert tr.record("r", "catA", 1001) == (GAP, 999)
     s = tr.summary()["catA"]
     assert (s["gaps"], s["missing"]) == (999, 10)
 
