@@ -16,6 +16,7 @@ counted as ``plain`` per topic, never rejected; envelopes are sequence-checked (
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -34,12 +35,20 @@ class Subscriber(Node):
         super().__init__(*args, **kwargs)
         self.inbox = Inbox(self, self.settings.topics)
         self.subscribed: set[str] = set()
+        self.call = RedisCall(self, "subscribe", attempts=None)
+
+    def health_problem(self) -> str | None:
+        """Unhealthy while Redis has been unreachable for longer than PEER_GRACE: nothing can arrive."""
+        down = self.call.down_since
+        if down is not None and time.monotonic() - down >= self.settings.peer_grace:
+            return f"redis unreachable for {time.monotonic() - down:.0f}s (reconnecting)"
+        return super().health_problem()
 
     def serve(self) -> int:
         s = self.settings
         client = redis_client(s, self.name)
         pubsub = client.pubsub()
-        call = RedisCall(self, "subscribe", attempts=None)
+        call = self.call
         try:
             if s.topics:
                 call(pubsub.subscribe, *s.topics)

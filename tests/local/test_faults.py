@@ -66,3 +66,13 @@ def test_an_interrupted_one_shot_exits_3(nodes, redis_server, role: str) -> None
     rc = node.wait_exit(15)
     print(f"\n[interrupted] {role} exit code {rc}")
     assert rc == 3, node.log_tail()
+
+
+def test_a_subscriber_without_redis_turns_unhealthy_and_says_why(nodes, redis_server) -> None:
+    env = {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "TOPICS": "catA", **FAST}
+    sub = nodes("subscriber", env, name="sub-cut")
+    wait_until(lambda: sub.status()["topics_subscribed"] == ["catA"], 10, "the subscription")
+    redis_server.stop()
+    health = wait_until(lambda: (h := sub.get("/status")["health"]) and not h["ok"] and h, 20, "subscriber unhealthy")
+    print(f"\n[redis down] subscriber health: {health}")
+    assert health["reason"].startswith("redis unreachable for")
