@@ -85,6 +85,8 @@ class Node:
         #: A batch role (client, ventilator, publishers) sends a bounded batch and then finishes.
         self.one_shot = isinstance(settings, config.Batch)
         self._peers_ok_at = time.monotonic()
+        #: The code :meth:`serve` returned, shown in /status while a one-shot holds (None until then).
+        self.exit_code: int | None = None
         self.stats.problem = self.health_problem
         self.status_server: StatusServer | None = None
         self._sockets: list[zmq.Socket] = []
@@ -130,7 +132,8 @@ class Node:
 
     def status_doc(self) -> dict[str, Any]:
         """The role's part of ``/status``: the uniform ``peers`` and ``summary`` plus :meth:`extra_status`."""
-        return {"peers": self.peer_count(), "summary": self.summary(), **self.extra_status()}
+        doc = {"peers": self.peer_count(), "summary": self.summary(), "exit_code": self.exit_code}
+        return doc | self.extra_status()
 
     # --- helpers for roles ----------------------------------------------------------------
 
@@ -267,6 +270,7 @@ class Node:
             self.stats.state = "running"
             event(log, "started", pid=os.getpid())
             rc = self.serve()
+            self.exit_code = rc
             if self.one_shot and s.hold and not self.stop.is_set():
                 self.stats.state = "done"
                 event(log, "holding", exit_code=rc, hint="serving /status until SIGTERM")
