@@ -109,7 +109,11 @@ def peers(doc: Mapping[str, Any]) -> str:
 def detail(doc: Mapping[str, Any]) -> str:
     """The node's own one-line ``summary``: each role words its state, the table only shows it."""
     summary = doc.get("summary")
-    return summary if isinstance(summary, str) else ""
+    line = summary if isinstance(summary, str) else ""
+    health = doc.get("health")
+    if isinstance(health, dict) and not health.get("ok", True):  # say why first: it is what needs doing
+        return f"UNHEALTHY: {health.get('reason')}; {line}" if line else f"UNHEALTHY: {health.get('reason')}"
+    return line
 
 
 def render(rows: list[Row]) -> Table:

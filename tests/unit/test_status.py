@@ -249,3 +249,9 @@ def test_fetch_keeps_order_and_is_bounded() -> None:
     assert [label for label, _ in rows] == [f"n{i}" for i in range(20)]
     assert all(d is None for _, d in rows)
     assert time.monotonic() - started < table.TIMEOUT * 2
+
+
+def test_the_table_says_why_a_node_is_unhealthy() -> None:
+    doc = {"summary": "mode proxy", "health": {"ok": False, "reason": "0 of 1 peers connected for 20s"}}
+    assert table.detail(doc) == "UNHEALTHY: 0 of 1 peers connected for 20s; mode proxy"
+    assert table.detail({"summary": "fine", "health": {"ok": True, "reason": "ok"}}) == "fine"
