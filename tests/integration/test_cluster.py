@@ -120,28 +120,29 @@ def test_scale_workers_while_requests_flow(cluster: Project, report: Report) -> 
     broker = only(cluster, "broker")
     old_workers = names(cluster, "worker")
 
-    # 2 x 500 requests at 50/s each: ~10 s of traffic, so the scale-up lands in the middle of it.
-    clients = rerun(cluster, "client", 2, {"REQUESTS": "500", "RATE": "50"})
+    # 2 x 1500 requests at 50/s each: ~30 s of traffic, so the scale-up (a few seconds, more on a busy
+    # 2-core machine) lands in the middle of it.
+    clients = rerun(cluster, "client", 2, {"REQUESTS": "1500", "RATE": "50"})
     wait_until(lambda: sum(status(u)["counters"]["sent"] for _, u in clients) >= 100, 30, "100 requests sent")
 
     cluster.up(["worker"], {"worker": 6}, no_deps=True, recreate="no", quiet=True)  # live: running workers stay
     wait_workers_connected(cluster, 6)
     mid = status(broker)
     sent_so_far = sum(status(u)["counters"]["sent"] for _, u in clients)
-    assert sent_so_far < 1000, "the batch ended before the new workers connected: nothing left to rebalance"
+    assert sent_so_far < 3000, "the batch ended before the new workers connected: nothing left to rebalance"
 
     docs = wait_done(clients, 120)
     got = totals(docs, *CLIENT_COUNTS)
     after_scale = labelled_delta(mid, status(broker), "replies_by_worker")
     labels = names(cluster, "worker")
     new_workers = set(labels) - set(old_workers)
-    report(f"scaled 4 -> 6 workers after {sent_so_far} of 1000 requests were sent; clients: {got}")
+    report(f"scaled 4 -> 6 workers after {sent_so_far} of 3000 requests were sent; clients: {got}")
     report(f"replies after the scale-up: {share_line(after_scale, labels)}")
     report(
         "new workers: " + ", ".join(f"{labels[w]} {after_scale.get(w, 0)}" for w in sorted(new_workers, key=labels.get))
     )
     assert len(new_workers) == 2, f"expected 2 new workers, found {sorted(labels[w] for w in new_workers)}"
-    assert got["sent"] == 1000 and got["replied"] == 1000 and got["failed"] == 0, got
+    assert got["sent"] == 3000 and got["replied"] == 3000 and got["failed"] == 0, got
     for w in new_workers:
         assert after_scale.get(w, 0) > 0, f"new worker {labels[w]} took no request after the scale-up"
 
