@@ -1,5 +1,9 @@
 """Bounded state under a flood, as real processes on 127.0.0.1 (issue 10, item 3).
 
+A Redis subscriber sent 30 messages of 2 MiB (above MAX_MSG_SIZE) counts each as ``oversized``, still
+delivers the next normal message, and keeps its memory: it grew +15 MB before the limit and the fixed
+mmap threshold.
+
 While a real batch of 2000 tasks is in flight, a stranger pushes results straight into the sink's PULL
 port: 12,000 for one batch id nobody announced (more than MAX_PENDING) and one each for 500 made-up batch
 ids (far more than MAX_UNANNOUNCED and KEEP_BATCHES). The real batch must complete exactly (2000 distinct,
@@ -18,6 +22,7 @@ import zmq
 from nodes.core import wire
 from nodes.pipeline import ledger as limits
 from nodes.pipeline import protocol
+from ops.harness import RedisServer
 from tests.support import NodeProc, free_port, wait_until
 
 TASKS = 2000
@@ -125,3 +130,31 @@ def test_a_flood_of_results_for_made_up_batches_leaves_a_real_batch_exact(nodes:
     assert len(os.listdir(tmp_path / "state")) == 1 + keep
     assert first - before < 25, f"the sink grew {first - before:.1f} MB under the first flood"
     assert second - first < 5, f"the sink grew {second - first:.1f} MB more under the second flood: unbounded"
+
+
+def test_a_subscriber_refuses_oversized_payloads_and_does_not_keep_their_memory(
+    nodes: Any, redis_server: RedisServer
+) -> None:
+    sub = nodes(
+        "subscriber", {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "TOPICS": "catA"}
+    )
+    wait_until(lambda: sub.status()["topics_subscribed"] == ["catA"], 10, "the subscriber on catA")
+    limit = sub.status()["limits"]["max_msg_size"]
+    big = b"\xc1" + b"x" * (2 * 1024 * 1024 - 1)  # 2 MiB, above the default 1 MiB
+    assert len(big) > limit
+    base = rss_mb(sub)
+    rounds = []
+    with redis_server.client() as client:
+        for r in range(1, 4):
+            for _ in range(10):
+                client.publish("catA", big)
+            want = 10 * r
+            wait_until(lambda n=want: sub.status()["counters"]["oversized"] >= n, 30, f"{want} oversized counted")
+            rounds.append(rss_mb(sub))
+        client.publish("catA", b"hatA")  # a normal plain message still gets through
+        wait_until(lambda: sub.status()["counters"]["plain"] == 1, 10, "the plain message after the big ones")
+    c = sub.status()["counters"]
+    print(f"\nsubscriber RSS {base:.1f} MB -> {' -> '.join(f'{m:.1f}' for m in rounds)} after 3 x 10 x 2 MiB")
+    assert (c["oversized"], c["rejected"], c["plain"], c["received"]) == (30, 30, 1, 0)
+    assert sub.status()["limits"]["big_buffers_released"] is True
+    assert max(rounds) - base < 5, f"the subscriber kept {max(rounds) - base:.1f} MB after 2 MiB messages"
