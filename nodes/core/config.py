@@ -9,12 +9,18 @@ whose message names the variable; ``__main__`` prints that one line and exits 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+# The one limit config takes from a pattern: a pipeworker refuses a task asking for more work than this,
+# so the ventilator must refuse TASK_MS above it at load instead of sending a batch nobody accepts.
+from nodes.pipeline.protocol import MAX_BATCH_ID, MAX_WORK_MS, ledger_endpoint
 
 DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
 
@@ -47,29 +53,67 @@ def bind_endpoint(value: str) -> str:
     return value
 
 
-def _number(kind: type, low: float | None, what: str) -> Callable[[str], Any]:
+#: Largest count (messages, tasks, requests, retries...): a C int, because some counts become libzmq
+#: options (zpub's SNDHWM is sized to MESSAGES) and larger ones overflow them with a traceback.
+MAX_COUNT = 2**31 - 1
+#: Longest time setting, seconds (one day). Longer waits are a typo, and Python refuses waits above
+#: ``threading.TIMEOUT_MAX`` with an OverflowError deep in a node instead of a config error.
+MAX_SECONDS = 86_400.0
+#: Slowest non-zero RATE, messages per second (one every 1000 s), for the same reason.
+MIN_RATE = 0.001
+#: libzmq's ZMQ_HEARTBEAT_TTL is carried in deciseconds in 16 bits: at most 6553.5 s. Proxy mode sets it
+#: to HEARTBEAT_IVL x HEARTBEAT_LIVENESS, so their product must stay below it.
+MAX_HEARTBEAT_SILENCE = 6553.0
+#: Smallest MAX_MSG_SIZE: an envelope (id, kind, sequence, origin, a small body) must fit.
+MIN_MSG_SIZE = 1024
+#: Bytes of a client's request frame besides its payload (envelope fields, node name): PAYLOAD_BYTES plus
+#: this must fit in MAX_MSG_SIZE, or the broker's libzmq drops the client's connection.
+ENVELOPE_HEADROOM = 1024
+
+
+def _number(kind: type, low: float | None, what: str, high: float | None = None) -> Callable[[str], Any]:
     def parse(value: str) -> Any:
         try:
             n = kind(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"is not {what}") from None
+        if isinstance(n, float) and not math.isfinite(n):
+            raise ValueError(f"is not {what} (must be finite)")
         if low is not None and n < low:
             raise ValueError(f"must be at least {low}")
+        if high is not None and n > high:
+            raise ValueError(f"must be at most {high:g}")
         return n
 
     return parse
 
 
-whole = _number(int, 0, "a whole number")
-positive = _number(int, 1, "a whole number")
-seconds = _number(float, 0.0, "a number of seconds")
-rate = _number(float, 0.0, "a rate (messages per second, 0 = unlimited)")
+whole = _number(int, 0, "a whole number", MAX_COUNT)
+positive = _number(int, 1, "a whole number", MAX_COUNT)
+seconds = _number(float, 0.0, "a number of seconds", MAX_SECONDS)
+milliseconds = _number(float, 0.0, "a number of milliseconds", MAX_SECONDS * 1000)
+task_ms = _number(float, 0.0, "a number of milliseconds", MAX_WORK_MS)
+_rate = _number(float, 0.0, "a rate (messages per second, 0 = unlimited)")
+
+
+def rate(value: str) -> float:
+    n = _rate(value)
+    if 0 < n < MIN_RATE:
+        raise ValueError(f"must be 0 (unlimited) or at least {MIN_RATE:g} messages per second")
+    return n
 
 
 def positive_seconds(value: str) -> float:
     n = seconds(value)
-    if not 0 < n < float("inf"):
+    if not n > 0:
         raise ValueError("must be a number of seconds above 0")
+    return n
+
+
+def message_size(value: str) -> int:
+    n = positive(value)
+    if n < MIN_MSG_SIZE:
+        raise ValueError(f"must be at least {MIN_MSG_SIZE} bytes (an envelope must fit)")
     return n
 
 
@@ -87,6 +131,14 @@ def boolean(value: str) -> bool:
     if v in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("is not a boolean (1/0, true/false, yes/no)")
+
+
+def some_topics(value: str) -> tuple[str, ...]:
+    """Like :func:`topics`, but at least one (a publisher needs somewhere to publish)."""
+    items = topics(value)
+    if not items:
+        raise ValueError("names no topic (a publisher needs at least one, e.g. catA,catB)")
+    return items
 
 
 def topics(value: str) -> tuple[str, ...]:
@@ -115,9 +167,85 @@ def text(value: str) -> str:
     return value
 
 
-def setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = text, flag: str = "") -> Any:
-    """Declare one setting: its default, its environment variable, parser and help."""
-    return field(default=default, metadata={"env": env, "help": help, "parse": parse, "flag": flag})
+def _printable(value: str, what: str, longest: int) -> str:
+    if len(value) > longest:
+        raise ValueError(f"is longer than {longest} characters ({what})")
+    if any(not c.isprintable() or c.isspace() for c in value):
+        raise ValueError(f"has spaces or control characters ({what})")
+    return value
+
+
+def node_name(value: str) -> str:
+    """Empty (ROLE-HOSTNAME) or up to 128 printable characters without spaces: it is in every log line and id."""
+    return _printable(value, "a node name, as in logs and ids", 128)
+
+
+def batch_id(value: str) -> str:
+    """Empty (NODE-TIMESTAMP) or what the sink accepts as a batch id."""
+    return _printable(value, "a batch id, as the sink accepts", MAX_BATCH_ID)
+
+
+def host(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:%-]{1,253}", value):
+        raise ValueError("is not a host name or IP address to bind (e.g. 127.0.0.1, 0.0.0.0, ::)")
+    return value
+
+
+def password(value: str) -> str:
+    if any(not c.isprintable() for c in value):
+        raise ValueError("has control characters (a stray newline from a secrets file?)")
+    return value
+
+
+def directory(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("has a NUL character (not a path)")
+    return value
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url(value: str) -> str:
+    """redis://[[user]:password@]host[:port][/db], rediss://... or unix:///path[?db=N], checked as redis-py reads it."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        port_ = url.port  # ValueError when out of 0-65535 or not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a Redis URL ({exc})") from None
+    if url.scheme not in REDIS_SCHEMES:
+        raise ValueError("is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix:///PATH)")
+    if url.scheme == "unix":
+        if not url.path:
+            raise ValueError("is not a Redis URL (unix:// needs a socket path)")
+    else:
+        if not url.hostname:
+            raise ValueError("is not a Redis URL (no host: redis://HOST:PORT/DB)")
+        if port_ == 0:
+            raise ValueError("is not a Redis URL (port 0)")
+        db = url.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"is not a Redis URL (database {db!r} is not a number)")
+    try:
+        from redis.connection import parse_url  # the reader that will use it: what it refuses, we refuse now
+
+        parse_url(value)
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"is not a Redis URL ({exc})") from None
+    return value
+
+
+def setting(
+    default: Any, env: str, help: str, parse: Callable[[str], Any] = text, flag: str = "", empty_ok: bool = False
+) -> Any:
+    """Declare one setting: its default, its environment variable, parser and help.
+
+    ``empty_ok``: an empty value is the default ("derived from another setting") rather than parsed.
+    """
+    meta = {"env": env, "help": help, "parse": parse, "flag": flag, "empty_ok": empty_ok}
+    return field(default=default, metadata=meta)
 
 
 # --- settings per role --------------------------------------------------------------------------
@@ -128,11 +256,11 @@ class Common:
     #: The role these settings belong to (set by each role's settings class).
     ROLE: ClassVar[str] = ""
 
-    node_name: str = setting("", "NODE_NAME", "name in logs, ids and /status (default: ROLE-HOSTNAME)")
-    status_host: str = setting("127.0.0.1", "STATUS_HOST", "address the /healthz,/status,/metrics server binds")
+    node_name: str = setting("", "NODE_NAME", "name in logs, ids and /status (default: ROLE-HOSTNAME)", node_name)
+    status_host: str = setting("127.0.0.1", "STATUS_HOST", "address the /healthz,/status,/metrics server binds", host)
     status_port: int = setting(8000, "STATUS_PORT", "port of the status server (0 = any free port)", port)
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", level)
-    max_msg_size: int = setting(1024 * 1024, "MAX_MSG_SIZE", "largest frame accepted, bytes", positive)
+    max_msg_size: int = setting(1024 * 1024, "MAX_MSG_SIZE", "largest frame accepted, bytes", message_size)
     hold: bool = setting(False, "HOLD", "after a one-shot batch, keep serving /status until stopped", boolean)
     peer_grace: float = setting(
         15.0, "PEER_GRACE", "seconds a node may lack the peers its job needs before /healthz fails", seconds
@@ -152,7 +280,7 @@ class Batch:
     """Settings of a node that sends a bounded batch and waits for its peers first."""
 
     rate: float = setting(0.0, "RATE", "messages per second (0 = as fast as possible)", rate)
-    wait_timeout: float = setting(30.0, "WAIT_TIMEOUT", "seconds to wait for peers before sending", seconds)
+    wait_timeout: float = setting(30.0, "WAIT_TIMEOUT", "seconds to wait for peers before sending", positive_seconds)
 
 
 @dataclass(frozen=True)
@@ -160,7 +288,7 @@ class Publish(Batch):
     messages: int = setting(
         1000, "MESSAGES", "number of messages to publish (0 = continuous, at RATE until stopped)", whole
     )
-    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics, round robin", topics)
+    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics, round robin", some_topics)
     min_subscribers: int = setting(0, "MIN_SUBSCRIBERS", "wait until this many subscribers are listening", whole)
     format: str = setting(
         "envelope",
@@ -184,8 +312,8 @@ class Publish(Batch):
 
 @dataclass(frozen=True)
 class Redis:
-    redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL")
-    redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)")
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL", redis_url)
+    redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)", password)
 
 
 @dataclass(frozen=True)
@@ -194,9 +322,18 @@ class Heartbeat:
         "proxy", "BROKER_MODE", "proxy (ROUTER/DEALER) or lru (ROUTER/ROUTER + heartbeats)", choice("proxy", "lru")
     )
     heartbeat_ivl: float = setting(
-        1.0, "HEARTBEAT_IVL", "seconds between heartbeats (lru: envelopes; proxy: ZMTP heartbeats)", seconds
+        1.0, "HEARTBEAT_IVL", "seconds between heartbeats (lru: envelopes; proxy: ZMTP heartbeats)", positive_seconds
     )
     heartbeat_liveness: int = setting(3, "HEARTBEAT_LIVENESS", "missed heartbeats = peer dead (both modes)", positive)
+
+    def __post_init__(self) -> None:
+        silence = self.heartbeat_ivl * self.heartbeat_liveness
+        if silence > MAX_HEARTBEAT_SILENCE:
+            raise ConfigError(
+                f"HEARTBEAT_IVL={self.heartbeat_ivl:g} x HEARTBEAT_LIVENESS={self.heartbeat_liveness} = {silence:g}s "
+                f"is above {MAX_HEARTBEAT_SILENCE:g}s, the longest heartbeat timeout libzmq takes "
+                f"({getattr(self, 'ROLE', '')})"
+            )
 
     def zmtp_heartbeats(self) -> dict[str, int]:
         """libzmq's own heartbeat options (proxy mode): a peer silent for IVL x LIVENESS is disconnected."""
@@ -210,9 +347,18 @@ class ClientSettings(Batch, Common):
     ROLE: ClassVar[str] = "client"
     broker: str = setting("tcp://127.0.0.1:5555", "BROKER_FRONTEND", "broker frontend to connect", connect_endpoint)
     requests: int = setting(1000, "REQUESTS", "number of requests to send", whole)
-    request_timeout: float = setting(2.5, "REQUEST_TIMEOUT", "seconds to wait for a reply before retrying", seconds)
+    request_timeout: float = setting(
+        2.5, "REQUEST_TIMEOUT", "seconds to wait for a reply before retrying", positive_seconds
+    )
     retries: int = setting(3, "RETRIES", "resends of one request before it counts as failed", whole)
     payload_bytes: int = setting(16, "PAYLOAD_BYTES", "size of each request's payload", whole)
+
+    def __post_init__(self) -> None:
+        if self.payload_bytes + ENVELOPE_HEADROOM > self.max_msg_size:
+            raise ConfigError(
+                f"PAYLOAD_BYTES={self.payload_bytes} does not fit in MAX_MSG_SIZE={self.max_msg_size} "
+                f"(with {ENVELOPE_HEADROOM} bytes for the envelope): the broker would drop the connection (client)"
+            )
 
 
 @dataclass(frozen=True)
@@ -226,7 +372,7 @@ class BrokerSettings(Heartbeat, Common):
 class WorkerSettings(Heartbeat, Common):
     ROLE: ClassVar[str] = "worker"
     broker: str = setting("tcp://127.0.0.1:5556", "BROKER_BACKEND", "broker backend to connect", connect_endpoint)
-    work_ms: float = setting(0.0, "WORK_MS", "simulated work per request, milliseconds", seconds)
+    work_ms: float = setting(0.0, "WORK_MS", "simulated work per request, milliseconds", milliseconds)
 
 
 @dataclass(frozen=True)
@@ -242,10 +388,13 @@ class VentilatorSettings(Batch, Common):
         "sink's ledger endpoint, where the batch is announced and missing tasks asked for"
         " (default: SINK_ENDPOINT's port + 2, e.g. 5558 -> 5560; ipc/inproc: SINK_ENDPOINT + '.ledger')",
         connect_endpoint,
+        empty_ok=True,
     )
     tasks: int = setting(1000, "TASKS", "number of tasks in the batch", whole)
-    task_ms: float = setting(0.0, "TASK_MS", "work per task, milliseconds", seconds)
-    batch_id: str = setting("", "BATCH_ID", "batch id (default: NODE-TIMESTAMP)")
+    task_ms: float = setting(
+        0.0, "TASK_MS", f"work per task, milliseconds (at most {MAX_WORK_MS:g}: what pipeworkers accept)", task_ms
+    )
+    batch_id: str = setting("", "BATCH_ID", "batch id (default: NODE-TIMESTAMP)", batch_id)
     min_pipeworkers: int = setting(1, "MIN_PIPEWORKERS", "wait until this many pipeworkers are connected", whole)
     resend_after: float = setting(
         5.0,
@@ -259,6 +408,9 @@ class VentilatorSettings(Batch, Common):
         "re-send rounds in a row that bring no new result before giving up (exit 1); 0 = never re-send",
         whole,
     )
+
+    def __post_init__(self) -> None:
+        _ledger_of("SINK_ENDPOINT", self.sink, "SINK_CONTROL", self.sink_control, self.ROLE)
 
 
 @dataclass(frozen=True)
@@ -288,11 +440,13 @@ class SinkSettings(Common):
         "ROUTER ledger endpoint: ventilators announce batches and ask which tasks are missing"
         " (default: SINK_BIND's port + 2, e.g. 5558 -> 5560; ipc/inproc: SINK_BIND + '.ledger')",
         bind_endpoint,
+        empty_ok=True,
     )
     state_dir: str = setting(
         "",
         "SINK_STATE_DIR",
         "journal directory, replayed at start (empty: TMPDIR/mpc-sink-state/NODE_NAME; off: memory only)",
+        directory,
     )
     fsync_every: float = setting(
         1.0,
@@ -300,6 +454,9 @@ class SinkSettings(Common):
         "seconds between fsyncs of the ledger files (always at batch completion; 0 = at every write)",
         seconds,
     )
+
+    def __post_init__(self) -> None:
+        _ledger_of("SINK_BIND", self.bind, "SINK_CONTROL_BIND", self.control_bind, self.ROLE)
 
 
 @dataclass(frozen=True)
@@ -324,6 +481,16 @@ class ZsubSettings(Common):
     ROLE: ClassVar[str] = "zsub"
     endpoint: str = setting("tcp://127.0.0.1:5559", "ZPUB_ENDPOINT", "zpub to connect to", connect_endpoint)
     topics: tuple[str, ...] = setting((), "TOPICS", "comma-separated topics (empty = every topic)", topics)
+
+
+def _ledger_of(env: str, results: str, control_env: str, control: str, role: str) -> None:
+    """The sink's ledger endpoint must be derivable from its results endpoint unless set explicitly."""
+    try:
+        ledger_endpoint(results, control)
+    except ValueError:
+        raise ConfigError(
+            f"{env}={results!r} leaves no port for the ledger endpoint (port + 2): set {control_env} ({role})"
+        ) from None
 
 
 REQUIRED = {"redis_password"}
@@ -353,6 +520,9 @@ def load(
         elif env in environ:
             raw, source = environ[env], env
         else:
+            continue
+        if raw == "" and f.metadata["empty_ok"]:
+            values[f.name] = f.default
             continue
         try:
             values[f.name] = f.metadata["parse"](raw)

@@ -7,7 +7,8 @@ batch size and every result it had counted, and the ventilator re-sends only wha
 
 Where: ``SINK_STATE_DIR`` (default ``$TMPDIR/mpc-sink-state/<NODE_NAME>``; in compose a named volume,
 so it outlives the container). One file per batch, ``<safe batch id>-<hash>.ledger``, so a batch the
-ledger evicts (``KEEP_BATCHES``) is forgotten by deleting one file.
+ledger evicts (``KEEP_BATCHES``, ``MAX_UNANNOUNCED``) is forgotten by deleting one file. Results the ledger
+dropped (its limits: :mod:`nodes.pipeline.ledger`) are not journalled, so a replay rebuilds the same ledger.
 
 Format: a stream of msgpack arrays, replayed in order through the same ``BatchLedger`` calls the
 sink made, so the replayed ledger is the one the sink had (counts, duplicates, per-worker shares,
@@ -120,7 +121,13 @@ class Journal:
                 event(log, "journal_torn_tail", logging.WARNING, file=str(path), cut_bytes=size - good)
             loaded.append((created, batch, records))
         for _created, batch, records in sorted(loaded, key=lambda item: item[0]):
-            b = ledger.get(batch)
+            # The same admission as the sink's: an announced batch always gets a place, one never announced
+            # only within the ledger's limits (else its journal goes, as when the sink dropped it live).
+            announced = any(rec[0] == ANNOUNCED for rec in records)
+            b = ledger.get(batch) if announced else ledger.for_result(batch)
+            if b is None:
+                self.forget(batch)
+                continue
             for rec in records:
                 if rec[0] == ANNOUNCED:
                     if b.size is None:

@@ -23,15 +23,40 @@ The bodies the pipeline roles exchange are made and parsed in :mod:`nodes.pipeli
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 #: How many duplicate and missing examples a summary lists (the counts are always exact).
 EXAMPLES = 10
-#: How many batches the sink remembers; the oldest is dropped first.
+
+# --- limits: the sink's memory is bounded whatever its peers send ----------------------------------------
+#
+# Anyone who can reach the sink's PULL port can send results for batch ids nobody announced. Without
+# limits, 200,000 results for one never-announced batch took the sink from 30 to 95 MB, and results for
+# 100 made-up batch ids evicted a real half-done batch. So every container here has a limit, every limit hit
+# is counted (:attr:`Ledger.counters`, shown by the sink in /status and /metrics), and eviction goes by
+# state: a batch in progress (announced, not complete) is never evicted to make room for one that is not.
+
+#: How many batches the sink remembers. Over it, a new batch evicts the oldest batch never announced,
+#: else the oldest complete one; a batch in progress only for another *announced* batch (both in progress),
+#: and a result for a new, unannounced batch that would need that is dropped instead.
 KEEP_BATCHES = 100
+#: Batches held without an announcement (their results wait as *pending*). A ventilator announces before
+#: it sends, so early results come only from a sink restarted without its journal, for the one or two
+#: batches in flight; a new one beyond this evicts the oldest unannounced batch (its pending results dropped).
+MAX_UNANNOUNCED = 8
+#: Pending results held per unannounced batch (~200 bytes each: ~2 MB a batch, ~16 MB in all). Early results
+#: are at most what the pipeworkers held in flight (TASK_QUEUE each), so more means a batch nobody
+#: announced; the rest are dropped and counted, and a real batch's ventilator re-sends them as missing.
+MAX_PENDING = 10_000
+#: Workers counted by name per batch; further names (they come from the results) are summed under OTHER.
+MAX_WORKERS = 1_000
+OTHER = "(other)"
 
 COUNTED, DUPLICATE, PENDING, OUT_OF_RANGE = "counted", "duplicate", "pending", "out_of_range"
+#: A result not kept: its batch is unannounced and already holds MAX_PENDING, or there is no room for it.
+DROPPED = "dropped"
 
 
 # --- the ledger ------------------------------------------------------------------------------
@@ -44,7 +69,8 @@ class BatchLedger:
     batch: str
     size: int | None = None
     received: int = 0
-    seen: set[int] = field(default_factory=set)
+    #: Distinct task numbers received; once the batch is complete, ``range(size)`` (the same answers, no memory).
+    seen: set[int] | range = field(default_factory=set)
     duplicates: int = 0
     duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
     by_worker: dict[str, int] = field(default_factory=dict)
@@ -53,6 +79,18 @@ class BatchLedger:
     completed_at: float | None = None
     #: Results that arrived before the announcement: (n, worker, msg_id, arrival time).
     pending: list[tuple[int, str, str, float]] = field(default_factory=list)
+    max_pending: int = MAX_PENDING
+    #: Results dropped because ``pending`` was full (the ledger adds those of an evicted batch to its own count).
+    dropped: int = 0
+
+    @property
+    def announced(self) -> bool:
+        return self.size is not None
+
+    @property
+    def in_progress(self) -> bool:
+        """Announced and not complete: the batch eviction protects."""
+        return self.size is not None and not self.complete
 
     @property
     def complete(self) -> bool:
@@ -69,14 +107,19 @@ class BatchLedger:
         return out_of_range
 
     def record(self, n: int, worker: str, msg_id: str, now: float | None = None) -> str:
-        """Count one result; returns COUNTED, DUPLICATE, PENDING (size unknown) or OUT_OF_RANGE."""
+        """Count one result: COUNTED, DUPLICATE, PENDING (size unknown), DROPPED (pending full) or OUT_OF_RANGE."""
         now = time.time() if now is None else now
         if self.size is None:
+            if len(self.pending) >= self.max_pending:
+                self.dropped += 1
+                return DROPPED
             self.pending.append((n, worker, msg_id, now))
             return PENDING
         if not 0 <= n < self.size:
             return OUT_OF_RANGE
         self.received += 1
+        if worker not in self.by_worker and len(self.by_worker) >= MAX_WORKERS:
+            worker = OTHER
         self.by_worker[worker] = self.by_worker.get(worker, 0) + 1
         self.first_at = now if self.first_at is None else min(self.first_at, now)
         self.last_at = now if self.last_at is None else max(self.last_at, now)
@@ -138,6 +181,7 @@ class BatchLedger:
             "missing": missing,
             "missing_examples": missing_examples,
             "pending": len(self.pending),
+            "dropped": self.dropped,
             "by_worker": dict(self.by_worker),
             "first_at": self.first_at,
             "last_at": self.last_at,
@@ -148,29 +192,83 @@ class BatchLedger:
     def _settle(self, now: float) -> None:
         if self.completed_at is None and self.complete:
             self.completed_at = now
+            self.seen = range(self.size or 0)  # every number in [0, size): answers the same, holds nothing
 
 
 class Ledger:
-    """Every batch the sink has heard of, newest last, at most ``keep`` of them."""
+    """Every batch the sink has heard of, oldest first, within the limits above.
 
-    def __init__(self, keep: int = KEEP_BATCHES) -> None:
+    :meth:`get` is for an announced batch (an announcement, a ledger query): it always gets a place.
+    :meth:`for_result` is for a result: a new batch it creates is unannounced, so it may not evict a
+    batch in progress; when nothing else can go it returns None and the result is dropped (counted).
+    """
+
+    def __init__(
+        self, keep: int = KEEP_BATCHES, max_unannounced: int = MAX_UNANNOUNCED, max_pending: int = MAX_PENDING
+    ) -> None:
         self.keep = keep
+        self.max_unannounced = max_unannounced
+        self.max_pending = max_pending
         self.batches: dict[str, BatchLedger] = {}
-        self.evicted = 0
+        #: Every limit hit: batches evicted by state, results dropped (pending full, their batch evicted, or
+        #: no room for a new unannounced batch), new unannounced batches refused.
+        self.counters = {
+            "evicted_unannounced": 0,
+            "evicted_complete": 0,
+            "evicted_in_progress": 0,
+            "results_dropped": 0,
+            "batches_refused": 0,
+        }
         #: Batches dropped since the last :meth:`take_evicted` (the sink deletes their journals).
         self._evicted_names: list[str] = []
 
+    @property
+    def evicted(self) -> int:
+        c = self.counters
+        return c["evicted_unannounced"] + c["evicted_complete"] + c["evicted_in_progress"]
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return {"keep_batches": self.keep, "max_unannounced": self.max_unannounced, "max_pending": self.max_pending}
+
     def get(self, batch: str) -> BatchLedger:
-        """The batch's ledger, created on first sight (announcement or result, whichever is first)."""
+        """The ledger of an announced batch, created if new (evicting one in progress only as a last resort)."""
         ledger = self.batches.get(batch)
         if ledger is None:
             if len(self.batches) >= self.keep:
-                oldest = next(iter(self.batches))
-                del self.batches[oldest]
-                self.evicted += 1
-                self._evicted_names.append(oldest)
-            ledger = self.batches[batch] = BatchLedger(batch)
+                victim = self._oldest(lambda b: not b.announced) or self._oldest(lambda b: b.complete)
+                self._evict(victim or next(iter(self.batches)))
+            ledger = self._create(batch)
         return ledger
+
+    def for_result(self, batch: str) -> BatchLedger | None:
+        """The batch's ledger for a result; None when a new batch has no room without evicting one in progress."""
+        ledger = self.batches.get(batch)
+        if ledger is not None:
+            return ledger
+        unannounced = self._oldest(lambda b: not b.announced)
+        if unannounced is not None and sum(not b.announced for b in self.batches.values()) >= self.max_unannounced:
+            self._evict(unannounced)
+        if len(self.batches) >= self.keep:
+            victim = self._oldest(lambda b: not b.announced) or self._oldest(lambda b: b.complete)
+            if victim is None:  # every batch kept is in progress: the newcomer (not announced) gets no room
+                self.counters["batches_refused"] += 1
+                self.counters["results_dropped"] += 1
+                return None
+            self._evict(victim)
+        return self._create(batch)
+
+    def record(
+        self, batch: str, n: int, worker: str, msg_id: str, now: float | None = None
+    ) -> tuple[BatchLedger | None, str]:
+        """:meth:`for_result` then :meth:`BatchLedger.record`, counting what is dropped."""
+        ledger = self.for_result(batch)
+        if ledger is None:
+            return None, DROPPED
+        verdict = ledger.record(n, worker, msg_id, now)
+        if verdict == DROPPED:
+            self.counters["results_dropped"] += 1
+        return ledger, verdict
 
     def take_evicted(self) -> list[str]:
         """Names of the batches evicted since the last call."""
@@ -180,3 +278,17 @@ class Ledger:
     def summaries(self) -> dict[str, dict[str, Any]]:
         """Summaries of every batch; safe to call from another thread (copies, no iteration of live sets)."""
         return {batch: ledger.summary() for batch, ledger in list(self.batches.items())}
+
+    def _create(self, batch: str) -> BatchLedger:
+        ledger = self.batches[batch] = BatchLedger(batch, max_pending=self.max_pending)
+        return ledger
+
+    def _oldest(self, pred: Callable[[BatchLedger], bool]) -> str | None:
+        return next((name for name, b in self.batches.items() if pred(b)), None)
+
+    def _evict(self, name: str) -> None:
+        b = self.batches.pop(name)
+        state = "unannounced" if not b.announced else "complete" if b.complete else "in_progress"
+        self.counters[f"evicted_{state}"] += 1
+        self.counters["results_dropped"] += len(b.pending)
+        self._evicted_names.append(name)

@@ -19,6 +19,14 @@ SINK_FSYNC_S and at batch completion; at start the journal is replayed before th
 The loop flushes the journal *before* it answers queries, so the sink never reports a task done that
 a SIGKILL right after could forget, and fsyncs a completed batch before it says ``complete``.
 
+Memory is bounded whatever the peers send (the limits and why: :mod:`nodes.pipeline.ledger`): at most
+KEEP_BATCHES batches, MAX_UNANNOUNCED of them never announced, MAX_PENDING early results each. A result
+for a new, unannounced batch never evicts a batch in progress (announced, not complete): the oldest
+unannounced or complete batch goes, or the result is dropped. Every limit hit is a counter in /status and
+/metrics (``batches_evicted_unannounced|_complete|_in_progress``, ``results_dropped``,
+``batches_refused``), and ``ledger_limits`` shows the limits. A real batch loses nothing by it: the
+ventilator re-sends whatever was dropped, as missing.
+
 Anything else is rejected and counted, and the sink keeps serving: frames that are not one
 envelope, kinds other than ``batch``/``result``, bodies with missing or mistyped fields, and result
 numbers outside ``[0, size)`` once the size is known.
@@ -36,10 +44,10 @@ import zmq
 
 from nodes.core import config, wire
 from nodes.core.lifecycle import POLL_MS, Node, send_nowait
-from nodes.core.log import event
+from nodes.core.log import event, worth_logging
 from nodes.pipeline import protocol
 from nodes.pipeline.journal import Journal
-from nodes.pipeline.ledger import DUPLICATE, OUT_OF_RANGE, BatchLedger, Ledger
+from nodes.pipeline.ledger import COUNTED, DROPPED, DUPLICATE, MAX_WORKERS, OTHER, OUT_OF_RANGE, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ class Sink(Node):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ledger = Ledger()
+        self._in_progress_evicted = 0
+        for name in ("batches_evicted", "batches_unannounced"):
+            self.stats.counters.setdefault(name, 0)  # /status and /metrics show the zeros from the start
+        self.ledger_changed()
         self.source = f"PULL {self.settings.bind}"
         try:
             self.control_bind = protocol.ledger_endpoint(self.settings.bind, self.settings.control_bind)
@@ -74,7 +86,12 @@ class Sink(Node):
         journal = None
         if self.journal is not None:
             journal = {"dir": str(self.state_dir), "replayed": self.replayed, **self.journal.counters}
-        return {"batches": self.ledger.summaries(), "ledger_endpoint": self.control_bind, "journal": journal}
+        return {
+            "batches": self.ledger.summaries(),
+            "ledger_endpoint": self.control_bind,
+            "journal": journal,
+            "ledger_limits": self.ledger.limits,
+        }
 
     def summary(self) -> str:
         batches = self.ledger.summaries()
@@ -122,7 +139,7 @@ class Sink(Node):
             ) from None
         report = self.journal.replay(self.ledger)
         self.replayed = report.as_dict()
-        self.stats.counters["batches_evicted"] = self.ledger.evicted
+        self.ledger_changed()
         event(log, "journal_replayed", dir=str(self.state_dir), **self.replayed)
 
     # --- results and plain announcements (PULL) ------------------------------------------------------
@@ -142,17 +159,26 @@ class Sink(Node):
         except ValueError as exc:
             self.reject(f"bad result {env.id}: {exc}", self.source)
             return
-        ledger = self.batch(batch)
-        was_complete = ledger.complete
+        known = batch in self.ledger.batches
         now = time.time()
-        verdict = ledger.record(n, worker, env.id, now)
+        ledger, verdict = self.ledger.record(batch, n, worker, env.id, now)
+        self.ledger_changed()
+        if ledger is None or verdict == DROPPED:
+            self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
+            return
+        if not known:
+            self.stats.incr("batches_unannounced")
+        was_complete = verdict != COUNTED  # only a newly counted number can complete the batch
         if verdict == OUT_OF_RANGE:
             self.reject(f"result {env.id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
             return
         if self.journal is not None:
             self.journal.result(batch, n, worker, env.id, now)
         self.stats.incr("results")
-        self.stats.incr_label("results_by_worker", worker)
+        by_worker = self.stats.labelled.get("results_by_worker") or {}
+        self.stats.incr_label(
+            "results_by_worker", worker if worker in by_worker or len(by_worker) < MAX_WORKERS else OTHER
+        )
         if verdict == DUPLICATE:
             self.stats.incr("duplicates")
         self.settled(ledger, was_complete)
@@ -223,12 +249,40 @@ class Sink(Node):
     # --- helpers -----------------------------------------------------------------------------------
 
     def batch(self, batch: str) -> BatchLedger:
+        """The ledger of an announced batch (always given a place; see :class:`Ledger`)."""
         ledger = self.ledger.get(batch)
-        self.stats.counters["batches_evicted"] = self.ledger.evicted
-        if self.journal is not None:
-            for gone in self.ledger.take_evicted():
-                self.journal.forget(gone)
+        self.ledger_changed()
         return ledger
+
+    def ledger_changed(self) -> None:
+        """Mirror the ledger's limit counters into the node's counters; delete the journals of evicted batches."""
+        evicted = self.ledger.take_evicted()
+        counters = self.stats.counters
+        counters["batches_evicted"] = self.ledger.evicted
+        for name, value in self.ledger.counters.items():
+            counters[name if name.startswith(("results", "batches")) else f"batches_{name}"] = value
+        if evicted:
+            in_progress = self.ledger.counters["evicted_in_progress"]
+            level = logging.WARNING if in_progress > self._in_progress_evicted else logging.INFO
+            self._in_progress_evicted = in_progress
+            if worth_logging(counters["batches_evicted"]) or level == logging.WARNING:
+                event(log, "batches_evicted", level, batches=evicted[:3], total=counters["batches_evicted"])
+            if self.journal is not None:
+                for gone in evicted:
+                    self.journal.forget(gone)
+
+    def dropped(self, batch: str, why: str) -> None:
+        """A result the ledger's limits kept out (counted in ``results_dropped``; logged sparingly)."""
+        if worth_logging(self.ledger.counters["results_dropped"]):
+            event(
+                log,
+                "result_dropped",
+                logging.WARNING,
+                batch=batch,
+                why=why,
+                total=self.ledger.counters["results_dropped"],
+                limits=self.ledger.limits,
+            )
 
     def settled(self, ledger: BatchLedger, was_complete: bool) -> None:
         """Log ``batch_complete`` once: when this message made the batch complete (and fsync its journal)."""

@@ -9,6 +9,12 @@ Redis keeps nothing for a disconnected subscriber: on a connection error the loo
 backoff until it succeeds (tenacity), redis-py resubscribes on the new connection, and whatever was
 published meanwhile shows up as a gap in the per-topic sequence numbers (``nodes.pubsub.sequence``).
 
+Bounded: a payload above MAX_MSG_SIZE (the cluster's one frame limit, as libzmq enforces it for ZeroMQ) is
+counted under ``oversized``, rejected and freed at once, and the C allocator returns big payloads to the OS
+when they are freed (:func:`nodes.pubsub.redisconn.release_big_buffers`), so a burst of big messages does not
+leave the subscriber grown. redis-py still reads a whole message before it can be refused: the server's
+``proto-max-bulk-len`` and its pub/sub output-buffer limit bound what one message can cost.
+
 Any Redis client may publish to it: a payload that is not an envelope (e.g. ``PUBLISH catA hatA``) is
 counted as ``plain`` per topic, never rejected; envelopes are sequence-checked (``nodes.pubsub.protocol``).
 """
@@ -24,7 +30,7 @@ import redis
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
 from nodes.pubsub.protocol import Inbox
-from nodes.pubsub.redisconn import RedisCall, fatal, redis_client
+from nodes.pubsub.redisconn import RedisCall, fatal, redis_client, release_big_buffers
 
 log = logging.getLogger(__name__)
 ALL = "*"
@@ -36,6 +42,8 @@ class Subscriber(Node):
         self.inbox = Inbox(self, self.settings.topics)
         self.subscribed: set[str] = set()
         self.call = RedisCall(self, "subscribe", attempts=None)
+        self.stats.counters.setdefault("oversized", 0)
+        self.big_buffers_released = release_big_buffers()
 
     def health_problem(self) -> str | None:
         """Unhealthy while Redis has been unreachable for longer than PEER_GRACE: nothing can arrive."""
@@ -79,10 +87,16 @@ class Subscriber(Node):
                 self.subscribed.add(topic)
                 event(log, "subscribed", topic=topic, subscriptions=message["data"])
         elif kind in ("message", "pmessage"):
-            self.inbox.accept(topic, message["data"], "redis")
+            data = message["data"]
+            if len(data) > self.max_size:
+                self.stats.incr("oversized")
+                self.inbox.reject(f"oversized: {len(data)} bytes, above MAX_MSG_SIZE={self.max_size}", "redis")
+                return
+            self.inbox.accept(topic, data, "redis")
 
     def extra_status(self) -> dict[str, Any]:
-        return self.inbox.status(list(self.subscribed))
+        limits = {"max_msg_size": self.max_size, "big_buffers_released": self.big_buffers_released}
+        return {**self.inbox.status(list(self.subscribed)), "limits": limits}
 
     def summary(self) -> str:
         return self.inbox.summary()

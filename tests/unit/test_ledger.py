@@ -8,11 +8,14 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from nodes.pipeline import ledger as ledger_module
 from nodes.pipeline.journal import Journal, file_name
 from nodes.pipeline.ledger import (
     COUNTED,
+    DROPPED,
     DUPLICATE,
     EXAMPLES,
+    OTHER,
     OUT_OF_RANGE,
     PENDING,
     BatchLedger,
@@ -109,6 +112,96 @@ def test_the_ledger_keeps_a_bounded_number_of_batches() -> None:
     assert list(ledger.summaries()) == ["b2", "b3", "b4"]
     assert ledger.evicted == 2
     assert ledger.get("b4") is ledger.get("b4")
+
+
+# --- limits: bounded memory, and eviction by state (issue 10) ----------------------------------------------
+
+
+def test_pending_results_are_capped_and_the_drops_counted() -> None:
+    b = BatchLedger("early", max_pending=3)
+    assert [b.record(n, "w", f"m{n}") for n in range(5)] == [PENDING] * 3 + [DROPPED] * 2
+    assert (len(b.pending), b.dropped, b.summary()["dropped"]) == (3, 2, 2)
+    assert b.announce(10) == 0
+    s = b.summary()
+    assert (s["distinct"], s["missing"], s["pending"]) == (3, 7, 0)  # the dropped ones are simply missing
+    assert b.record(7, "w", "late") == COUNTED  # announced: no pending limit applies any more
+
+
+def test_results_for_made_up_batches_never_evict_a_batch_in_progress() -> None:
+    ledger = Ledger(keep=5, max_unannounced=2)
+    real = ledger.get("real")
+    real.announce(10)
+    for n in range(5):
+        ledger.record("real", n, "w1", f"r{n}")
+    for i in range(100):  # a flood: one result for each of 100 batch ids nobody announced
+        assert ledger.record(f"made-up-{i}", 0, "evil", f"x{i}")[1] == PENDING
+    assert list(ledger.batches) == ["real", "made-up-98", "made-up-99"]
+    assert ledger.counters == {
+        "evicted_unannounced": 98,
+        "evicted_complete": 0,
+        "evicted_in_progress": 0,
+        "results_dropped": 98,  # the pending result of each evicted made-up batch
+        "batches_refused": 0,
+    }
+    assert ledger.evicted == 98 and len(ledger.take_evicted()) == 98
+    for n in range(5, 10):
+        ledger.record("real", n, "w2", f"r{n}")
+    s = ledger.batches["real"].summary()
+    assert (s["complete"], s["distinct"], s["duplicates"], s["missing"]) == (True, 10, 0, 0)
+
+
+def test_unannounced_and_complete_batches_go_first_and_in_progress_only_for_an_announced_one() -> None:
+    ledger = Ledger(keep=3, max_unannounced=3)
+    ledger.get("done").announce(1)
+    ledger.record("done", 0, "w", "m0")
+    ledger.get("busy").announce(5)
+    ledger.record("early", 0, "w", "m1")  # unannounced
+    ledger.record("new1", 0, "w", "m2")  # full: the unannounced one goes first
+    assert list(ledger.batches) == ["done", "busy", "new1"] and ledger.counters["evicted_unannounced"] == 1
+    ledger.get("busy2").announce(5)  # new1 is unannounced: it goes
+    ledger.get("busy3").announce(5)  # then the complete one
+    assert list(ledger.batches) == ["busy", "busy2", "busy3"]
+    assert (ledger.counters["evicted_unannounced"], ledger.counters["evicted_complete"]) == (2, 1)
+    # every batch kept is in progress: a result for a new batch is dropped, nothing is evicted
+    assert ledger.record("made-up", 0, "w", "m3") == (None, DROPPED)
+    assert (ledger.counters["batches_refused"], ledger.counters["results_dropped"]) == (1, 3)  # 2 evicted + 1
+    assert list(ledger.batches) == ["busy", "busy2", "busy3"]
+    # an announced batch is in progress too: as a last resort it evicts the oldest one in progress
+    ledger.get("busy4").announce(5)
+    assert list(ledger.batches) == ["busy2", "busy3", "busy4"] and ledger.counters["evicted_in_progress"] == 1
+
+
+def test_a_complete_batch_holds_no_set_of_numbers() -> None:
+    b = BatchLedger("big")
+    b.announce(1000)
+    for n in range(1000):
+        b.record(n, "w", f"m{n}")
+    assert b.complete and b.seen == range(1000)  # O(1) memory instead of a set of 1000 ints
+    assert b.record(5, "w", "again") == DUPLICATE and b.record(1000, "w", "x") == OUT_OF_RANGE
+    assert (b.missing(), b.missing_ranges(10), b.summary()["distinct"]) == ((0, []), [], 1000)
+
+
+def test_workers_per_batch_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "MAX_WORKERS", 3)
+    b = BatchLedger("b")
+    b.announce(10)
+    for n in range(10):
+        b.record(n, f"w{n}", f"m{n}")
+    assert b.summary()["by_worker"] == {"w0": 1, "w1": 1, "w2": 1, OTHER: 7}
+
+
+def test_replay_keeps_the_unannounced_limit_and_forgets_the_rest(tmp_path: Path) -> None:
+    journal = Journal(tmp_path).open()
+    journal.announced("real", 3, 0.0)
+    journal.result("real", 0, "w", "m", 0.5)
+    for i in range(4):
+        journal.result(f"early{i}", 0, "w", f"m{i}", float(i + 1))
+    journal.close()
+    ledger = Ledger(keep=10, max_unannounced=2)
+    Journal(tmp_path).open().replay(ledger)
+    assert list(ledger.batches) == ["real", "early2", "early3"]
+    names = [file_name(b) for b in ("real", "early2", "early3")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
 
 
 @pytest.mark.parametrize(
