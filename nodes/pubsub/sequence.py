@@ -15,6 +15,7 @@ Redis and ZeroMQ roles share is :mod:`nodes.pubsub.protocol`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ from typing import Any
 #: Skipped numbers remembered per stream (so a late one counts as out of order, not a duplicate).
 #: Beyond this a huge gap is still counted, but its late arrivals would count as duplicates.
 MISSING_LIMIT = 100_000
+#: (run, topic) streams remembered per subscriber; the least recently heard one is retired beyond this, its
+#: counts kept in the topic's totals. Bounds memory against envelopes with made-up run ids.
+MAX_STREAMS = 1000
 
 # Verdicts of Tracker.record
 IN_ORDER, GAP, LATE, DUPLICATE, LATE_JOIN = "in_order", "gap", "late", "duplicate", "late_join"
@@ -68,7 +72,11 @@ class Tracker:
 
     def __init__(self, topics: Iterable[str] = ()) -> None:
         self.expected = frozenset(topics)
-        self.streams: dict[tuple[str, str], Stream] = {}
+        self.streams: OrderedDict[tuple[str, str], Stream] = OrderedDict()  # least recently heard first
+        #: Counts of retired streams per topic, so the totals stay exact; ``retired`` counts the streams.
+        self.retired_counts: dict[str, Stream] = {}
+        self.retired_runs: dict[str, int] = {}
+        self.retired = 0
 
     def expects(self, topic: str) -> bool:
         return not self.expected or topic in self.expected
@@ -76,7 +84,11 @@ class Tracker:
     def record(self, run: str, topic: str, seq: int) -> tuple[str, int]:
         """Account for one event; returns ``(verdict, skipped)`` where ``skipped`` > 0 only for a gap."""
         st = self.streams.get((run, topic))
-        if st is None:
+        if st is not None:
+            self.streams.move_to_end((run, topic))
+        else:
+            if len(self.streams) >= MAX_STREAMS:
+                self._retire()
             # The first event of a stream: whatever came before it was published before this subscriber
             # was there (a late joiner), which is not a loss. Gaps count only after the first one.
             st = self.streams[(run, topic)] = Stream(received=1, last_seq=seq, late_join=seq - 1)
@@ -99,14 +111,36 @@ class Tracker:
         st.duplicates += 1
         return DUPLICATE, 0
 
+    def _retire(self) -> None:
+        (_, topic), old = self.streams.popitem(last=False)
+        kept = self.retired_counts.setdefault(topic, Stream())
+        for name in ("received", "late_join", "gaps", "out_of_order", "duplicates"):
+            setattr(kept, name, getattr(kept, name) + getattr(old, name))
+        self.retired_runs[topic] = self.retired_runs.get(topic, 0) + 1
+        self.retired += 1
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per topic, summed over runs; ``run``/``last_seq`` are the latest run's. Safe from another thread."""
         out: dict[str, dict[str, Any]] = {}
+
+        def totals(topic: str) -> dict[str, Any]:
+            if topic not in out:
+                old = self.retired_counts.get(topic, Stream())
+                out[topic] = {
+                    "received": old.received,
+                    "late_join": old.late_join,
+                    "gaps": old.gaps,
+                    "missing": 0,
+                    "duplicates": old.duplicates,
+                    "out_of_order": old.out_of_order,
+                    "runs": self.retired_runs.get(topic, 0),
+                }
+            return out[topic]
+
+        for topic in list(self.retired_counts):
+            totals(topic)
         for (run, topic), st in list(self.streams.items()):
-            t = out.setdefault(
-                topic,
-                {"received": 0, "late_join": 0, "gaps": 0, "missing": 0, "duplicates": 0, "out_of_order": 0, "runs": 0},
-            )
+            t = totals(topic)
             t["received"] += st.received
             t["late_join"] += st.late_join
             t["gaps"] += st.gaps

@@ -111,6 +111,19 @@ def test_expected_topics() -> None:
     assert Tracker([]).expects("anything")
 
 
+def test_streams_are_bounded_and_totals_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sequence, "MAX_STREAMS", 3)
+    tr = Tracker()
+    tr.record("real", "catA", 1)
+    for i in range(10):  # made-up runs flood the tracker; the real run keeps being heard
+        tr.record(f"fake{i}", "catA", 5)
+        tr.record("real", "catA", i + 2)
+    assert len(tr.streams) == 3 and tr.retired == 8
+    assert tr.record("real", "catA", 12) == (IN_ORDER, 0)  # never retired: it was heard recently
+    s = tr.summary()["catA"]
+    assert (s["received"], s["late_join"], s["runs"], s["run"], s["last_seq"]) == (22, 40, 11, "real", 12)
+
+
 def test_missing_set_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sequence, "MISSING_LIMIT", 10)
     tr = Tracker()
