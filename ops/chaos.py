@@ -58,6 +58,7 @@ from ops.compose import (
     image_exists,
     label_of,
     status_of,
+    status_url,
 )
 from ops.harness import free_port
 from ops.wait import WaitError, until
@@ -73,6 +74,8 @@ DOWN_S = {"kill": 2.0, "stop": 2.0, "pause": 4.0, "disconnect": 4.0, "restart": 
 INTERVAL_S = 5.0
 #: ``docker stop`` / ``docker restart`` grace before SIGKILL (compose's stop_grace_period).
 STOP_TIMEOUT_S = 5
+#: Faults on these wait (a few seconds at most) until a batch is in flight.
+PIPELINE = ("pipeworker", "sink", "ventilator")
 #: Services whose outage excuses a gap at a subscriber of the given service ("its" transport's broker).
 OUTAGE_SOURCES = {"subscriber": ("redis",), "zsub": ("zpub",)}
 #: A gap is noticed only when the next message arrives after the outage: publisher retries (~3 s),
@@ -99,6 +102,9 @@ LOAD_ENV = {
     "PIPE_RATE": str(PIPE_RATE),
     "MIN_PIPEWORKERS": "1",
     "PUB_RATE": str(PUB_RATE),
+    # Sequence-numbered events on both transports: plain [catX, hatX] payloads could not show a gap.
+    "PUB_FORMAT": "envelope",
+    "ZPUB_FORMAT": "envelope",
     "MIN_SUBSCRIBERS": str(SCALE["subscriber"]),
     "ZMIN_SUBSCRIBERS": str(SCALE["zsub"]),
     "WAIT_TIMEOUT": "60",
@@ -182,8 +188,16 @@ class Fault:
 class FaultInjector:
     """Applies planned faults to one project's containers and heals them; never touches another project."""
 
-    def __init__(self, project: Project, rng: random.Random, clock: Callable[[], float], guard: threading.Lock) -> None:
+    def __init__(
+        self,
+        project: Project,
+        rng: random.Random,
+        clock: Callable[[], float],
+        guard: threading.Lock,
+        observer: Observer,
+    ) -> None:
         self.project = project
+        self.observer = observer
         self.rng = rng
         self.clock = clock
         #: Held while the ventilator is faulted, so the load driver does not recreate it meanwhile.
@@ -198,7 +212,7 @@ class FaultInjector:
 
     def apply(self, planned: PlannedFault, stop: threading.Event) -> Fault | None:
         """Inject ``planned``, wait its down time, heal it; returns the record (None: no target running)."""
-        if planned.service == "ventilator":
+        if planned.service in PIPELINE:
             self._wait_mid_batch(stop)
         guarded = planned.service == "ventilator" and self.guard.acquire(timeout=30)
         try:
@@ -210,6 +224,7 @@ class FaultInjector:
             networks = self._networks(container)
             self.faults.append(fault)
             self._open.append((fault, container, networks))
+            self._last_words(fault.target, container)
             self._inject(planned.kind, container, networks)
             stop.wait(DOWN_S[planned.kind])
             self.heal(fault, container, networks)
@@ -219,8 +234,16 @@ class FaultInjector:
             if guarded:
                 self.guard.release()
 
-    def _wait_mid_batch(self, stop: threading.Event, timeout: float = 10.0) -> None:
-        """Let a batch get going first: a held ("done") ventilator restarted would only repeat its batch."""
+    def _last_words(self, label: str, container: Container) -> None:
+        """Record the target's /status just before the fault: what it counted since the last poll is not lost."""
+        url = status_url(container)
+        doc = _status_or_none(url) if url else None
+        if doc is not None:
+            self.observer.record(label, doc, self.clock())
+
+    def _wait_mid_batch(self, stop: threading.Event, timeout: float = 6.0) -> None:
+        """Fault the pipeline while tasks are in flight: between batches there is nothing to lose, and a held
+        ("done") ventilator restarted would only repeat its batch."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not stop.is_set():
             url = next((u for _, u in self.project.targets(["ventilator"])), None)
@@ -702,7 +725,7 @@ class Chaos:
         guard = threading.Lock()
         self.observer = Observer()
         self.driver = LoadDriver(self.project, self.observer, guard, self.clock)
-        self.injector = FaultInjector(self.project, random.Random(seed), self.clock, guard)
+        self.injector = FaultInjector(self.project, random.Random(seed), self.clock, guard, self.observer)
         self.rerun = True
 
     def clock(self) -> float:
