@@ -224,8 +224,10 @@ class FaultInjector:
             networks = self._networks(container)
             self.faults.append(fault)
             self._open.append((fault, container, networks))
-            self._last_words(fault.target, container)
-            self._inject(planned.kind, container, networks)
+            with self.observer.fetching:
+                self._last_words(fault.target, container)
+                fault.start = round(self.clock(), 1)
+                self._inject(planned.kind, container, networks)
             stop.wait(DOWN_S[planned.kind])
             self.heal(fault, container, networks)
             say(f"  fault {fault.describe()}")
@@ -335,6 +337,9 @@ class Observer:
         self.lives: dict[str, list[Life]] = {}
         self.growth: list[Growth] = []
         self.lock = threading.Lock()
+        #: Held across a whole poll (fetch and record) and across a fault's last words and injection: a
+        #: document fetched before a restart but recorded after one would look like yet another incarnation.
+        self.fetching = threading.Lock()
 
     def record(self, label: str, doc: dict[str, Any], now: float) -> None:
         """Account for one document (pure bookkeeping: the unit tests feed it sample documents)."""
@@ -358,15 +363,17 @@ class Observer:
             else:
                 prev.last_seen, prev.doc = now, doc
 
-    def poll(self, project: Project, now: float) -> None:
-        targets = project.targets()
-        if not targets:
-            return
-        with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-            docs = list(pool.map(_status_or_none, [url for _, url in targets]))
-        for (label, _), doc in zip(targets, docs, strict=True):
-            if doc is not None:
-                self.record(label, doc, now)
+    def poll(self, project: Project, clock: Callable[[], float]) -> None:
+        with self.fetching:
+            targets = project.targets()
+            if not targets:
+                return
+            with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+                docs = list(pool.map(_status_or_none, [url for _, url in targets]))
+            now = clock()
+            for (label, _), doc in zip(targets, docs, strict=True):
+                if doc is not None:
+                    self.record(label, doc, now)
 
     def latest(self, label: str) -> dict[str, Any] | None:
         with self.lock:
@@ -758,13 +765,13 @@ class Chaos:
         self.stop.set()
         for th in threads:
             th.join(timeout=10)
-        self.observer.poll(self.project, self.clock())
+        self.observer.poll(self.project, self.clock)
         return self.report()
 
     def _watch(self) -> None:
         while not self.stop.is_set():
             with contextlib.suppress(docker.errors.DockerException, ComposeError):
-                self.observer.poll(self.project, self.clock())
+                self.observer.poll(self.project, self.clock)
             self.stop.wait(POLL_S)
 
     def _drive(self) -> None:
