@@ -317,15 +317,15 @@ class Growth:
     """A counter grew between two polls: ``n`` more ``what`` at ``label`` (``topic``), seen in (since, seen]."""
 
     label: str
-    what: str  # "gaps" (a subscriber) or "failed" (a publisher's PUBLISH given up)
+    what: str  # "gaps" or "late_join" (a subscriber), "failed" (a publisher's PUBLISH given up)
     n: int
     since: float
     seen: float
     topic: str = ""
 
 
-def _gaps_by_topic(doc: Mapping[str, Any]) -> dict[str, int]:
-    return {t: int(v.get("gaps", 0)) for t, v in (doc.get("topics") or {}).items()}
+def _by_topic(doc: Mapping[str, Any], counter: str) -> dict[str, int]:
+    return {t: int(v.get(counter, 0)) for t, v in (doc.get("topics") or {}).items()}
 
 
 class Observer:
@@ -350,10 +350,13 @@ class Observer:
             before = {} if fresh or prev is None else prev.doc
             since = prev.last_seen if prev is not None else now
             if doc.get("role") in self.SUBSCRIBER_ROLES:
-                old = _gaps_by_topic(before)
-                for topic, n in _gaps_by_topic(doc).items():
-                    if n > old.get(topic, 0):
-                        self.growth.append(Growth(label, "gaps", n - old.get(topic, 0), since, now, topic))
+                # A late join is no loss for a subscriber's first incarnation (the publishers wait for it),
+                # but a restarted one misses what was published while it was down: account for it like a gap.
+                for counter in ("gaps", "late_join") if prev is not None else ("gaps",):
+                    old = _by_topic(before, counter)
+                    for topic, n in _by_topic(doc, counter).items():
+                        if n > old.get(topic, 0):
+                            self.growth.append(Growth(label, counter, n - old.get(topic, 0), since, now, topic))
             elif doc.get("role") == "publisher":
                 n = (doc.get("counters") or {}).get("failed", 0) - (before.get("counters") or {}).get("failed", 0)
                 if n > 0:
@@ -425,7 +428,7 @@ def ventilator_complete(run: BatchRun) -> bool:
 
 
 def exit_code_from_logs(container: Container) -> int | None:
-    """The exit code a held one-shot logged (``"event": "holding"``): /status does not carry it."""
+    """The exit code a held one-shot logged (``"event": "holding"``), for nodes whose /status lacks ``exit_code``."""
     try:
         text = container.logs(tail=200).decode("utf-8", "replace")
     except docker.errors.APIError:
@@ -476,7 +479,8 @@ class LoadDriver:
             started = str(container.attrs.get("State", {}).get("StartedAt"))
             if self.started.get(batch) != started:  # a new batch, or one a restarted ventilator ran again
                 self.started[batch] = started
-                run = self.runs[batch] = BatchRun(batch, doc, exit_code_from_logs(container), finished=True)
+                code = doc["exit_code"] if doc.get("exit_code") is not None else exit_code_from_logs(container)
+                run = self.runs[batch] = BatchRun(batch, doc, code, finished=True)
                 say(f"  t+{self.clock():5.1f}s batch {batch} done: {doc.get('summary', '')} (exit {run.exit_code})")
             if rerun:
                 self.number += 1
@@ -673,8 +677,9 @@ def assess_pubsub(
         for g in (g for g in growth if g.label == label):
             why = explain(g, service, faults)
             where = ", ".join(f"{f.kind} {f.target} t+{f.start:.1f}..{_end(f)}" for f in why)
+            what = "gap" if g.what == "gaps" else "rejoined late, before it"
             out.lines.append(
-                f"    gap {g.n:>4} on {g.topic} seen t+{g.since:.1f}..{g.seen:.1f}s: "
+                f"    {what} {g.n:>4} on {g.topic} seen t+{g.since:.1f}..{g.seen:.1f}s: "
                 + (f"inside {where}" if why else "OUTSIDE every outage window")
             )
             if not why:

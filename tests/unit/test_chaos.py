@@ -141,6 +141,17 @@ def test_the_observer_counts_gaps_per_incarnation_and_when_they_appeared() -> No
     assert [d["counters"]["received"] for d in obs.of_role("subscriber")["subscriber-1"]] == [60, 10]
 
 
+def test_a_late_join_counts_as_missed_only_for_a_restarted_subscriber() -> None:
+    obs = Observer()
+    first = sub(role="zsub", received=50, uptime=5)
+    first["topics"]["catA"]["late_join"] = 3  # joined after the start: the publishers waited, no loss
+    obs.record("zsub-1", first, now=5.0)
+    again = sub(role="zsub", received=10, uptime=1)
+    again["topics"]["catA"]["late_join"] = 70  # restarted: 70 published before its first message
+    obs.record("zsub-1", again, now=9.0)
+    assert obs.growth == [Growth("zsub-1", "late_join", 70, since=5.0, seen=9.0, topic="catA")]
+
+
 def test_a_gap_inside_a_redis_outage_or_the_subscribers_own_fault_is_allowed() -> None:
     faults = [Fault("kill", "redis", "redis-1", 10.0, 12.0), Fault("pause", "subscriber", "subscriber-2", 30.0, 34.0)]
     growth = [
