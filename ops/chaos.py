@@ -677,7 +677,7 @@ def assess_pubsub(
         for g in (g for g in growth if g.label == label):
             why = explain(g, service, faults)
             where = ", ".join(f"{f.kind} {f.target} t+{f.start:.1f}..{_end(f)}" for f in why)
-            what = "gap" if g.what == "gaps" else "rejoined late, before it"
+            what = "gap" if g.what == "gaps" else "late join"
             out.lines.append(
                 f"    {what} {g.n:>4} on {g.topic} seen t+{g.since:.1f}..{g.seen:.1f}s: "
                 + (f"inside {where}" if why else "OUTSIDE every outage window")
