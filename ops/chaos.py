@@ -739,6 +739,8 @@ class Chaos:
         self.driver = LoadDriver(self.project, self.observer, guard, self.clock)
         self.injector = FaultInjector(self.project, random.Random(seed), self.clock, guard, self.observer)
         self.rerun = True
+        #: When the observer and the load driver last completed a step (their liveness, in the report).
+        self.beats: dict[str, float] = {}
 
     def clock(self) -> float:
         return time.monotonic() - self.t0
@@ -749,7 +751,11 @@ class Chaos:
             f" planned, every kind used: {', '.join(sorted({f.kind for f in self.schedule}))}"
         )
         t = time.monotonic()
-        self.project.up(scale=SCALE, quiet=True)
+        try:
+            self.project.up(scale=SCALE, quiet=True)
+        except ComposeError as exc:  # compose v1 gives up on a dependency slow to turn healthy on a busy machine
+            say(f"  compose up failed ({str(exc).splitlines()[-1]}); once more")
+            self.project.up(scale=SCALE, quiet=True)
         self.project.wait_healthy(180, expect=SCALE)
         say(f"cluster up in {time.monotonic() - t:.1f}s: " + ", ".join(f"{s}={n}" for s, n in SCALE.items()))
         self.t0 = time.monotonic()
@@ -774,15 +780,22 @@ class Chaos:
         return self.report()
 
     def _watch(self) -> None:
-        while not self.stop.is_set():
-            with contextlib.suppress(docker.errors.DockerException, ComposeError):
-                self.observer.poll(self.project, self.clock)
-            self.stop.wait(POLL_S)
+        self._loop("observer", lambda: self.observer.poll(self.project, self.clock))
 
     def _drive(self) -> None:
+        self._loop("load driver", lambda: self.driver.step(rerun=self.rerun))
+
+    def _loop(self, name: str, step: Callable[[], None]) -> None:
+        """Run ``step`` every POLL_S until the run ends; an error is reported (a few times), never silent."""
+        errors = 0
         while not self.stop.is_set():
-            with contextlib.suppress(docker.errors.DockerException):
-                self.driver.step(rerun=self.rerun)
+            try:
+                step()
+                self.beats[name] = self.clock()
+            except Exception as exc:  # a thread that dies quietly would freeze the report's numbers
+                errors += 1
+                if errors <= 5:
+                    say(f"  t+{self.clock():5.1f}s {name}: {type(exc).__name__}: {exc}")
             self.stop.wait(POLL_S)
 
     def _drain(self) -> None:
@@ -827,6 +840,10 @@ class Chaos:
         problems = verdict(parts.values(), faults)
         problems += [f"fault kind never used: {k}" for k in missing_kinds]
         problems += self.driver.rerun_errors
+        end = self.clock()
+        for name in ("observer", "load driver"):
+            if end - self.beats.get(name, 0.0) > 30:
+                problems.append(f"the {name} stalled: last step at t+{self.beats.get(name, 0.0):.1f}s of {end:.1f}s")
         if problems:
             say(f"VERDICT: LOST ({len(problems)} problems) - exit 1")
             for p in problems:
