@@ -24,7 +24,7 @@ LINT_PATHS := $(wildcard nodes ops tests bench scripts)
 # --flag N only for the counts that are set: `make scale WORKERS=6`.
 SCALE_FLAGS = $(if $(WORKERS),--workers $(WORKERS)) $(if $(PIPE_WORKERS),--pipe-workers $(PIPE_WORKERS)) $(if $(SUBSCRIBERS),--subscribers $(SUBSCRIBERS))
 
-.PHONY: help install system-packages venv lint image up down status scale logs demo up-local down-local status-local bench bench-quick test
+.PHONY: help install system-packages venv lint image up down status scale logs demo up-local down-local status-local bench bench-quick chaos soak test
 
 help: ## list the targets (default)
 	@echo "make TARGET [PYTHON=python3.X]   (python: $(PY); compose tool: $(COMPOSE))"
@@ -92,6 +92,16 @@ bench: install ## throughput/latency against baselines run side by side
 bench-quick: install ## a short benchmark run, results in bench-results/quick.json
 	@mkdir -p bench-results
 	$(PY) -m bench --quick --json bench-results/quick.json
+
+# Faults under load on a compose project of its own (mpc-chaos-<random>, free host ports), then a loss report.
+DURATION ?= 60
+CHAOS_FLAGS = $(if $(SEED),--seed $(SEED))
+
+chaos: image ## kill/stop/pause/disconnect/restart nodes under load, report losses: make chaos [DURATION=60] [SEED=N]
+	$(PY) -m ops.chaos --duration $(DURATION) $(CHAOS_FLAGS)
+
+soak: image ## make chaos for 10 minutes (not in CI) [SEED=N]
+	$(PY) -m ops.chaos --duration 600 $(CHAOS_FLAGS)
 
 test: install lint image ## the CI command: install, lint, image, unit + local + docker integration tests, quick bench
 	@echo "==> pytest (REQUIRE_DOCKER=$(REQUIRE_DOCKER))"
