@@ -38,9 +38,11 @@ to a client that has gone (e.g. one that retried on a new socket), or whose queu
 pipelining more than SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silently.
 
 Counters: ``received`` (every message read, worker heartbeats included), ``requests`` and
-``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``; lru mode adds
-``workers_lost``. /status has ``peers`` (workers whose ZMTP handshake is done, plain ones included,
-counted by :mod:`nodes.core.peers`) and, in lru mode, ``workers_ready``/``workers_busy``/``workers_plain``.
+``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``, ``oversized`` (a request
+or reply over MAX_MSG_SIZE: never forwarded, the client gets ``error: request of N bytes exceeds
+MAX_MSG_SIZE M``; also counted under ``rejected``); lru mode adds ``workers_lost``. /status has
+``peers`` (workers whose ZMTP handshake is done, plain ones included, counted by :mod:`nodes.core.peers`)
+and, in lru mode, ``workers_ready``/``workers_busy``/``workers_plain``.
 """
 
 from __future__ import annotations
