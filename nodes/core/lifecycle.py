@@ -25,6 +25,7 @@ import zmq
 
 from nodes.core import config, wire
 from nodes.core.log import event, log_context, worth_logging
+from nodes.core.peers import Link
 from nodes.core.status import Stats, StatusServer
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Node:
         self.stats.problem = self.health_problem
         self.status_server: StatusServer | None = None
         self._sockets: list[zmq.Socket] = []
+        #: Connections of the sockets opened with :meth:`dial`, watched by :meth:`running`.
+        self.links: list[Link] = []
 
     # --- what roles override --------------------------------------------------------------
 
@@ -115,6 +118,12 @@ class Node:
 
     def health_problem(self) -> str | None:
         """Why the node cannot do its job now, or None (runs in the HTTP thread: reads only)."""
+        for link in list(self.links):
+            if link.cut_off:
+                return (
+                    f"connection to {link.endpoint} cut off by libzmq (a frame over MAX_MSG_SIZE={self.max_size}"
+                    " or a protocol error); re-dialling"
+                )
         need, have = self.required_peers(), self.peer_count()
         now = time.monotonic()
         if not need or have is None or have >= need:
@@ -152,6 +161,37 @@ class Node:
             sock.connect(connect)
         return sock
 
+    def dial(self, kind: int, endpoint: str, **options: Any) -> zmq.Socket:
+        """Open a socket that connects to ``endpoint`` and stays connected (:class:`~nodes.core.peers.Link`).
+
+        libzmq drops a connection for good when a peer sends a frame over MAXMSGSIZE; :meth:`running` sees
+        that in the socket's monitor events, logs and counts it under ``cut_off``, and dials again.
+        """
+        sock = self.socket(kind, **options)
+        event(log, "connecting", endpoint=endpoint, socket=zmq.SocketType(kind).name, resolved=resolve(endpoint))
+        self.links.append(Link(sock, endpoint).connect())  # monitor before connect: no event is missed
+        return sock
+
+    def link_of(self, sock: zmq.Socket) -> Link | None:
+        return next((link for link in self.links if link.sock is sock), None)
+
+    def watch_links(self) -> None:
+        """Apply the links' monitor events; log and count every connection libzmq cut off (then re-dialled)."""
+        for link in self.links:
+            before = link.cut_offs
+            link.poll()
+            if link.cut_offs != before:
+                n = self.stats.counters["cut_off"] = self.stats.counters.get("cut_off", 0) + 1
+                event(
+                    log,
+                    "connection_cut_off",
+                    logging.WARNING,
+                    endpoint=link.endpoint,
+                    max_msg_size=self.max_size,
+                    hint="libzmq dropped it (a frame over MAX_MSG_SIZE, or a protocol error): dialled again",
+                    total=n,
+                )
+
     def bind(self, sock: zmq.Socket, endpoint: str) -> None:
         """Bind and log it (separate from :meth:`socket` for a socket that needs a monitor first)."""
         sock.bind(endpoint)
@@ -174,13 +214,19 @@ class Node:
 
     def close_socket(self, sock: zmq.Socket, linger: int = 0) -> None:
         """Close one socket early (e.g. a REQ socket a client must reopen)."""
+        link = self.link_of(sock)
+        if link is not None:
+            link.close()
+            self.links.remove(link)
         sock.close(linger)
         if sock in self._sockets:
             self._sockets.remove(sock)
 
     def running(self) -> bool:
-        """Loop condition: marks the node alive for /healthz and says whether to go on."""
+        """Loop condition: marks the node alive for /healthz, watches the links, says whether to go on."""
         self.stats.beat()
+        if self.links:
+            self.watch_links()
         return not self.stop.is_set()
 
     def decode(self, frame: bytes, source: str) -> wire.Envelope | None:
@@ -280,6 +326,9 @@ class Node:
             rc = 0
         finally:
             self.stats.state = "stopping"
+            for link in self.links:
+                link.close()
+            self.links.clear()
             for sock in self._sockets:
                 sock.close()
             self._sockets.clear()

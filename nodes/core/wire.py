@@ -79,7 +79,7 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Envelope:
         raise WireError(f"unsupported envelope version {version!r}")
     if not isinstance(id_, str) or not id_:
         raise WireError("envelope id must be a non-empty string")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or map kind is unhashable: no TypeError
         raise WireError(f"unknown envelope kind {kind!r}")
     if not isinstance(sent_at, (int, float)) or isinstance(sent_at, bool):
         raise WireError("envelope sent_at must be a number")

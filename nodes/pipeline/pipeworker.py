@@ -65,10 +65,9 @@ class Pipeworker(Node):
 
     def serve(self) -> int:
         s = self.settings
-        tasks = self.socket(
-            zmq.PULL, connect=s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES
-        )
-        results = self.socket(zmq.PUSH, connect=s.sink)
+        # dial: a task over MAX_MSG_SIZE makes libzmq drop the connection for good; the link re-dials it.
+        tasks = self.dial(zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES)
+        results = self.dial(zmq.PUSH, s.sink)
         while self.running():
             if not tasks.poll(POLL_MS):
                 continue

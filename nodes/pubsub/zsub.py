@@ -39,7 +39,9 @@ class Zsub(Node):
 
     def serve(self) -> int:
         s = self.settings
-        sub = self.socket(zmq.SUB, connect=s.endpoint, linger=0)  # only subscriptions to flush: none worth waiting for
+        # linger 0: only subscriptions to flush, none worth waiting for. dial: a message over MAX_MSG_SIZE makes
+        # libzmq drop the connection for good; the link re-dials it and the SUB re-sends its subscriptions.
+        sub = self.dial(zmq.SUB, s.endpoint, linger=0)
         for topic in s.topics or ("",):
             sub.subscribe(topic.encode())
         sub.subscribe(self.hello)

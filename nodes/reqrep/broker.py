@@ -38,9 +38,11 @@ to a client that has gone (e.g. one that retried on a new socket), or whose queu
 pipelining more than SNDHWM unread replies), is counted as ``undeliverable`` rather than lost silently.
 
 Counters: ``received`` (every message read, worker heartbeats included), ``requests`` and
-``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``; lru mode adds
-``workers_lost``. /status has ``peers`` (workers whose ZMTP handshake is done, plain ones included,
-counted by :mod:`nodes.core.peers`) and, in lru mode, ``workers_ready``/``workers_busy``/``workers_plain``.
+``replies`` forwarded (``sent`` is their sum), ``rejected``, ``undeliverable``, ``oversized`` (a request
+or reply over MAX_MSG_SIZE: never forwarded, the client gets ``error: request of N bytes exceeds
+MAX_MSG_SIZE M``; also counted under ``rejected``); lru mode adds ``workers_lost``. /status has
+``peers`` (workers whose ZMTP handshake is done, plain ones included, counted by :mod:`nodes.core.peers`)
+and, in lru mode, ``workers_ready``/``workers_busy``/``workers_plain``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ log = logging.getLogger(__name__)
 
 #: Send errors that mean "this peer cannot take it": gone (ROUTER_MANDATORY) or its queue is full.
 PEER_GONE = (errno.EHOSTUNREACH, errno.EAGAIN)
+#: The broker's own sockets let libzmq take frames up to this many times MAX_MSG_SIZE, so that a message
+#: over MAX_MSG_SIZE reaches the loop, which refuses it *with a reason* (an error reply to the client)
+#: instead of libzmq silently cutting the sender off. Beyond it libzmq still drops the connection.
+READ_SLACK = 4
 
 
 class Broker(Node):
@@ -75,6 +81,7 @@ class Broker(Node):
         self.queue = WorkerQueue(s.heartbeat_ivl * s.heartbeat_liveness)
         self.peers: PeerCounter | None = None  # workers connected to the backend (handshake done)
         self._held: list[bytes] | None = None  # a valid request read but not yet placed on the backend
+        self._front: zmq.Socket | None = None  # the frontend, for error replies
 
     def peer_count(self) -> int:
         return self.peers.count if self.peers else 0
@@ -95,10 +102,15 @@ class Broker(Node):
     def serve(self) -> int:
         s = self.settings
         lru = s.mode == "lru"
-        front = self.socket(zmq.ROUTER, bind=s.frontend, router_mandatory=1)
+        cap = self.max_size * READ_SLACK
+        front = self.socket(zmq.ROUTER, bind=s.frontend, router_mandatory=1, maxmsgsize=cap)
         # proxy mode: ZMTP heartbeats drop a paused or unreachable worker's connection (and the requests
         # queued to it, which the clients retry), so the DEALER deals only to live workers.
-        back = self.socket(zmq.ROUTER, router_mandatory=1) if lru else self.socket(zmq.DEALER, **s.zmtp_heartbeats())
+        back = (
+            self.socket(zmq.ROUTER, router_mandatory=1, maxmsgsize=cap)
+            if lru
+            else self.socket(zmq.DEALER, maxmsgsize=cap, **s.zmtp_heartbeats())
+        )
         self.peers = PeerCounter(back)  # before bind, so that no worker connection goes uncounted
         try:
             self.bind(back, s.backend)
@@ -110,6 +122,7 @@ class Broker(Node):
     # --- proxy mode -----------------------------------------------------------------------------
 
     def _serve_proxy(self, front: zmq.Socket, back: zmq.Socket, monitor: zmq.Socket) -> int:
+        self._front = front
         reading = self._poller((front, zmq.POLLIN), (back, zmq.POLLIN), (monitor, zmq.POLLIN))
         # While no worker can take a request, leave the frontend queued and wake when one can.
         blocked = self._poller((back, zmq.POLLIN | zmq.POLLOUT), (monitor, zmq.POLLIN))
@@ -154,6 +167,7 @@ class Broker(Node):
     # --- lru mode -------------------------------------------------------------------------------
 
     def _serve_lru(self, front: zmq.Socket, back: zmq.Socket, monitor: zmq.Socket) -> int:
+        self._front = front
         ivl = self.settings.heartbeat_ivl
         reading = self._poller((front, zmq.POLLIN), (back, zmq.POLLIN), (monitor, zmq.POLLIN))
         # With no worker ready, leave requests queued in the frontend (zguide: read it only then).
@@ -191,7 +205,8 @@ class Broker(Node):
             elif len(rest) > 2 and not rest[1]:
                 incr_label("replies_by_worker", queue.label(worker) or protocol.identity_label(worker))
                 queue.ready(worker, plain=plain)
-                delivered += deliver(front, rest)
+                if self._fits(rest, "reply", "backend"):
+                    delivered += deliver(front, rest)
             else:
                 self._malformed(frames, "backend", "[worker, (empty,) client, empty, reply...] or a READY")
         self._count_forwarded("replies", delivered)
@@ -262,10 +277,31 @@ class Broker(Node):
     # --- shared by both modes -------------------------------------------------------------------
 
     def _valid_request(self, frames: list[bytes]) -> bool:
-        """True for ``[client, b"", body...]`` (the body is not looked at); otherwise counts one reject."""
+        """True for ``[client, b"", body...]`` of at most MAX_MSG_SIZE bytes (the body is not decoded);
+        otherwise counts one reject (and answers an oversized request with an error)."""
         if len(frames) > 2 and not frames[1]:
-            return True
+            return self._fits(frames, "request", "frontend")
         self._malformed(frames, "frontend", "[client, empty, request...]")
+        return False
+
+    def _fits(self, frames: list[bytes], what: str, source: str) -> bool:
+        """Whether the body of ``[client, b"", body...]`` is at most MAX_MSG_SIZE bytes.
+
+        The broker never forwards more than its peers accept (one MAX_MSG_SIZE for the whole cluster): a
+        worker's or client's libzmq would cut the connection off. Too big: one reject, and the client
+        gets the reason as a plain error reply (a REQ client waits on it), e.g.
+        ``error: request of 70000 bytes exceeds MAX_MSG_SIZE 65536``.
+        """
+        limit = self.max_size
+        if len(frames) == 3 and len(frames[2]) <= limit:  # the common case: one body frame
+            return True
+        size = sum(len(f) for f in frames[2:])
+        if size <= limit:
+            return True
+        reason = f"{what} of {size} bytes exceeds MAX_MSG_SIZE {limit}"
+        self.reject(reason, source)
+        self.stats.incr("oversized")
+        self._deliver(self._front, [frames[0], b"", protocol.plain_error(reason)])
         return False
 
     def _valid_reply(self, frames: list[bytes]) -> bool:
@@ -274,7 +310,7 @@ class Broker(Node):
             self.stats.incr_label(
                 "replies_by_worker", protocol.origin_of(frames[2]) if len(frames) == 3 else protocol.UNATTRIBUTED
             )
-            return True
+            return self._fits(frames, "reply", "backend")
         self._malformed(frames, "backend", "[client, empty, reply...]")
         return False
 

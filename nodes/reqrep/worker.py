@@ -38,7 +38,6 @@ import zmq
 from nodes.core import wire
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
-from nodes.core.peers import PeerCounter
 from nodes.reqrep import protocol
 
 log = logging.getLogger(__name__)
@@ -50,32 +49,20 @@ RECONNECT_INITIAL, RECONNECT_MAX = 1.0, 32.0
 class Worker(Node):
     """Answers requests from the broker, one at a time."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.link: PeerCounter | None = None  # the connection to the broker (handshake done), for /healthz
-
     def serve(self) -> int:
-        try:
-            return self._serve_lru() if self.settings.mode == "lru" else self._serve_rep()
-        finally:
-            if self.link is not None:
-                self.link.close()
+        return self._serve_lru() if self.settings.mode == "lru" else self._serve_rep()
 
     def peer_count(self) -> int:
-        return self.link.count if self.link else 0
+        links = self.links  # the connection to the broker (handshake done), for /healthz
+        return links[0].count if links else 0
 
     def required_peers(self) -> int:
         return 1  # a worker cut off from its broker gets no work
 
     def _connect(self, kind: int, **options: Any) -> zmq.Socket:
-        """A socket to the broker whose connection is counted (monitor before connect: none goes uncounted)."""
-        sock = self.socket(kind, **options)
-        if self.link is not None:
-            self.link.close()
-        self.link = PeerCounter(sock)
-        event(log, "connecting", endpoint=self.settings.broker, socket=zmq.SocketType(kind).name)
-        sock.connect(self.settings.broker)
-        return sock
+        """A socket to the broker whose connection is counted and re-dialled if libzmq cuts it off
+        (a request over MAX_MSG_SIZE: see :class:`nodes.core.peers.Link`)."""
+        return self.dial(kind, self.settings.broker, **options)
 
     def extra_status(self) -> dict:
         return {"mode": self.settings.mode}
@@ -116,7 +103,6 @@ class Worker(Node):
         # ZMTP heartbeats both ways: a dead or paused broker drops the link (and /healthz says so).
         sock = self._connect(zmq.REP, **self.settings.zmtp_heartbeats())
         while self.running():
-            self.link.poll()
             if sock.poll(POLL_MS):
                 sock.send(self.answer(sock.recv_multipart()))
                 self.stats.counters["sent"] += 1
@@ -139,15 +125,12 @@ class Worker(Node):
                 sock = self._connect(zmq.DEALER)
                 self._control(sock, protocol.READY)
                 heard, heartbeat_at = now, now + s.heartbeat_ivl
-            self.link.poll()
             if sock.poll(POLL_MS):
                 heard, backoff = time.monotonic(), RECONNECT_INITIAL
                 self._handle_lru(sock, sock.recv_multipart())
             now = time.monotonic()
             if now - heard > silent_after:
                 event(log, "broker_silent", logging.WARNING, silent_s=round(now - heard, 2), reconnect_in_s=backoff)
-                self.link.close()
-                self.link = None
                 self.close_socket(sock)
                 sock, reconnect_at = None, now + backoff
                 backoff = min(backoff * 2, RECONNECT_MAX)
