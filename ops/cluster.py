@@ -43,7 +43,9 @@ DEFAULT_SCALE = {"worker": 3, "pipeworker": 3, "subscriber": 2, "client": 2}
 SCALE_OPTIONS = {"workers": "worker", "pipe_workers": "pipeworker", "subscribers": "subscriber"}
 #: The one-shot batch senders ``demo`` reruns, and the long-running services it needs (from the registry).
 BATCH_SERVICES = roles.one_shot()
-NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES), "redis")
+#: The dashboard only watches: a demo runs without it.
+OBSERVERS = tuple(name for name in roles.NAMES if roles.ROLES[name].pattern == "dashboard")
+NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES and name not in OBSERVERS), "redis")
 #: Publisher -> its subscribers, per transport (the demo's report compares what each got).
 PUBSUB = (("publisher", "subscriber"), ("zpub", "zsub"))
 
@@ -97,6 +99,7 @@ def where_to_look(project: Project) -> None:
     for label, url in project.targets():
         urls.setdefault(label.rsplit("-", 1)[0], url)
     say("where to look:")
+    say(f"  [bold]dashboard[/]        {dashboard_url(project)}   (live page of every node)")
     say("  every node       make status          (python -m ops.cluster status)")
     for service in ("broker", "sink", "subscriber", "zsub"):
         if service in urls:
@@ -106,6 +109,12 @@ def where_to_look(project: Project) -> None:
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
     say("  a counted run    make demo            stop it all: make down")
+
+
+def dashboard_url(project: Project) -> str:
+    """The dashboard page as compose publishes it (127.0.0.1:${DASHBOARD_PORT:-8080})."""
+    env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    return f"http://127.0.0.1:{env.get('DASHBOARD_PORT') or '8080'}/"
 
 
 def host_endpoints(project: Project) -> dict[str, str]:
