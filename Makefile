@@ -58,11 +58,12 @@ lint: venv ## ruff check + ruff format --check
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 # The wheelhouse step runs `pip download` with the venv's pip: $(PYTHON) may have no pip at all.
-image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest)
+image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest) and mpc-prometheus:latest
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
+	bash scripts/build-prometheus-image.sh
 
-up: image ## build the image, start the compose cluster, wait healthy, print where to look
-	$(PY) -m ops.cluster up $(SCALE_FLAGS)
+up: image ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1]
+	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
 
 down: venv ## stop and remove the compose cluster
 	$(PY) -m ops.cluster down

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -96,12 +97,22 @@ def bars(web: Any, kind: str) -> dict[str, int]:
     )
 
 
+def prometheus_query(port: int, query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    doc = get_json(url, timeout=5)
+    assert doc.get("status") == "success", doc
+    return doc["data"]["result"]
+
+
 def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -> None:
     port = free_port()
     cluster.env["DASHBOARD_PORT"] = str(port)
+    # With the optional Prometheus (make up PROMETHEUS=1); the profile stays on for the fixture's `down`.
+    cluster.env |= {"PROMETHEUS_PORT": str(free_port()), "COMPOSE_PROFILES": "prometheus"}
     up = ops_cluster(
         cluster,
         "up",
+        "--prometheus",
         *("--workers", str(WORKERS), "--pipe-workers", str(PIPE_WORKERS)),
         *("--subscribers", str(SUBSCRIBERS), "--clients", str(CLIENTS)),
         timeout=300,
@@ -109,6 +120,8 @@ def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -
     assert up.returncode == 0, f"ops.cluster up failed:\n{up.stdout}\n{up.stderr}"
     url = f"http://127.0.0.1:{port}/"
     assert url in up.stdout, f"`up` does not print the dashboard URL {url}:\n{up.stdout}"
+    prometheus = f"http://127.0.0.1:{cluster.env['PROMETHEUS_PORT']}/"
+    assert prometheus in up.stdout, f"`up --prometheus` does not print {prometheus}:\n{up.stdout}"
 
     t0 = time.monotonic()
     browser.get(url)
@@ -120,6 +133,8 @@ def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -
 
     wait_until(shows_everyone, 30, f"the page to show every node: {sorted(expected)}", interval=0.3)
     report(f"page shows all {len(expected)} nodes {time.monotonic() - t0:.1f}s after opening it")
+    link = browser.execute_script("const a = document.querySelector('#links a'); return a && a.href")
+    assert link == prometheus, f"the page links to {link!r}, not to Prometheus at {prometheus}"
 
     demo = ops_cluster(
         cluster,
@@ -177,3 +192,26 @@ def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -
     (ROOT / "docs").mkdir(exist_ok=True)
     shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
     report(f"screenshot {shot.relative_to(ROOT)} (copied to docs/dashboard.png)")
+
+
+def test_prometheus_scrapes_every_node_and_counts_the_demo(cluster: Project, report: Report) -> None:
+    """Runs after the browser test, on its cluster: Prometheus found every node through DNS."""
+    port = int(cluster.env.get("PROMETHEUS_PORT") or 0)
+    assert port and cluster.containers(["prometheus"], running=True), "the browser test did not start Prometheus"
+    nodes = {get_json(u)["node"]: label for label, u in cluster.targets() if not label.startswith("prometheus")}
+    clients = {get_json(u)["node"] for _, u in cluster.targets(["client"])}
+
+    def scraped() -> dict[str, float]:
+        got = {r["metric"].get("node"): float(r["value"][1]) for r in prometheus_query(port, "mpc_received_total")}
+        return got if set(nodes) <= set(got) else {}
+
+    got = wait_until(scraped, 30, f"mpc_received_total in Prometheus for every node {sorted(nodes.values())}")
+    report(f"prometheus: mpc_received_total for {len(got)} nodes ({len(nodes)} running)")
+
+    def demo_replies() -> float:
+        rows = prometheus_query(port, 'mpc_replied_total{role="client"}')
+        total = sum(float(r["value"][1]) for r in rows if r["metric"].get("node") in clients)
+        return total if total == CLIENTS * REQUESTS else 0.0
+
+    total = wait_until(demo_replies, 30, f"sum of the demo clients' mpc_replied_total == {CLIENTS * REQUESTS}")
+    report(f"prometheus: the demo clients' mpc_replied_total sums to {total:.0f} = {CLIENTS} x {REQUESTS}")

@@ -257,3 +257,17 @@ def test_local_plan_gives_the_dashboard_every_node_and_a_port() -> None:
     assert env["DASHBOARD_PORT"] == "20007" and env["DASHBOARD_HOST"] == "127.0.0.1"
     assert plan.ports()[20007] == "dashboard endpoint" and plan.dashboard_url == "http://127.0.0.1:20007/"
     assert len(plan.ports()) == len(set(plan.ports()))
+
+
+# --- make demo's progress bars --------------------------------------------------------------------------
+
+
+def test_demo_progress_counts_what_each_pattern_has_done() -> None:
+    from ops.cluster import batch_progress
+
+    clients = [{"counters": {"replied": 40, "failed": 2}}, {"counters": {"replied": 50}}]
+    sink = {"batches": {"demo-1": {"distinct": 7, "size": 10}}}
+    assert batch_progress("client", clients, sink, "demo-1") == 92
+    assert batch_progress("ventilator", [{"counters": {"sent": 10}}], sink, "demo-1") == 7  # in the ledger, not sent
+    assert batch_progress("ventilator", [], None, "demo-1") == 0
+    assert batch_progress("zpub", [{"counters": {"sent": 33}}], sink, "demo-1") == 33
