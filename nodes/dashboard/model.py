@@ -55,6 +55,8 @@ HEALTHY_STATES = ("running", "done")
 #: A lost node stays on the page (red) this long, so a person sees what went away.
 KEEP_LOST_S = 300.0
 MAX_EVENTS = 60
+#: A node found but not answering yet is "starting" this long before it counts as lost.
+STARTING_GRACE_S = 30.0
 
 
 def counters(doc: Mapping[str, Any] | None) -> dict[str, int]:
@@ -174,13 +176,14 @@ class Tracker:
         for label, doc in observed.items():
             seen = self.nodes.get(label)
             if doc is None:
-                if seen is None:
+                if seen is None:  # found (e.g. in DNS) before its status server answers: starting, not lost
                     seen = self.nodes[label] = Seen(label, now)
-                self._lose(seen, now, "not answering")
+                if seen.doc is not None or now - seen.first_seen > STARTING_GRACE_S:
+                    self._lose(seen, now, "not answering")
                 continue
             doc = dict(doc)
-            if seen is None:
-                seen = self.nodes[label] = Seen(label, now)
+            if seen is None or (seen.doc is None and not seen.lost):
+                seen = self.nodes.setdefault(label, Seen(label, now))
                 self.event(now, "info", f"{label} joined ({doc.get('role', '?')}, {doc.get('state', '?')})")
             elif seen.lost:
                 self.event(now, "info", f"{label} is back ({doc.get('state', '?')}) after {now - seen.lost_at:.0f}s")
@@ -237,7 +240,7 @@ class Tracker:
 
 def node_row(seen: Seen) -> dict[str, Any]:
     doc = seen.doc or {}
-    ok, reason = health_of(doc if seen.doc is not None else None)
+    ok, reason = health_of(doc) if seen.doc is not None else (False, "found, not answering yet")
     c = counters(doc)
     role = seen.role
     return {
@@ -245,7 +248,7 @@ def node_row(seen: Seen) -> dict[str, Any]:
         "node": doc.get("node"),
         "role": role,
         "pattern": PATTERN_OF.get(role, "other"),
-        "state": "lost" if seen.lost else str(doc.get("state", "?")),
+        "state": "lost" if seen.lost else str(doc.get("state", "starting")),
         "ok": ok and not seen.lost,
         "lost": seen.lost,
         "reason": seen.reason if seen.lost else reason,

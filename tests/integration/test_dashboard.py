@@ -143,6 +143,8 @@ def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -
         timeout=300,
     )
     assert demo.returncode == 0, f"ops.cluster demo failed:\n{demo.stdout}\n{demo.stderr}"
+    full = [f"{CLIENTS * REQUESTS}/{CLIENTS * REQUESTS}", f"{TASKS}/{TASKS}", f"{MESSAGES}/{MESSAGES}"]
+    assert all(bar in demo.stdout for bar in full), f"the demo's progress bars did not reach {full}:\n{demo.stdout}"
     (broker_url,) = [u for label, u in cluster.targets(["broker"])]
     broker = get_json(broker_url)["labelled"]["replies_by_worker"]
 
@@ -164,6 +166,26 @@ def test_dashboard_in_chromium(cluster: Project, browser: Any, report: Report) -
     report(f"page, demo's replies by worker (clients): {clients} = {CLIENTS * REQUESTS}")
     sink = bars(browser, "sink")
     assert sum(sink.values()) == TASKS, f"the sink's bars of the demo batch: {sink}"
+
+    # make scale: a new replica appears on the page once it answers /status (docker DNS lists it at once)
+    before = {label for label, _ in cluster.targets(["worker"])}
+    cluster.up(["worker"], {"worker": WORKERS + 1}, no_deps=True, recreate="no", quiet=True)
+    (new_label, new_url) = wait_until(
+        lambda: next(((lb, u) for lb, u in cluster.targets(["worker"]) if lb not in before), None),
+        30,
+        "the new worker replica to publish its status port",
+    )
+    wait_until(lambda: get_json(new_url), 60, f"{new_label} to answer /status")
+    answered = time.monotonic()
+    wait_until(
+        lambda: cards(browser).get(new_label, {}).get("state") == "running",
+        LOST_WITHIN_S + 5,
+        f"the new replica {new_label} on the page",
+        interval=0.1,
+    )
+    took = time.monotonic() - answered
+    report(f"scale worker {WORKERS} -> {WORKERS + 1}: {new_label} on the page {took:.1f}s after it answered /status")
+    assert took < LOST_WITHIN_S, f"{new_label} took {took:.1f}s to appear (limit {LOST_WITHIN_S}s)"
 
     victim = next(c for c in cluster.containers(["worker"], running=True))
     label = label_of(victim)

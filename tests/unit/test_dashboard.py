@@ -93,6 +93,18 @@ def test_tracker_marks_a_node_gone_from_discovery_lost_then_back() -> None:
     assert texts(t)[0] == "worker-2 is back (running) after 1s" and "restarted" not in " ".join(texts(t))
 
 
+def test_a_node_found_before_it_answers_is_starting_not_lost() -> None:
+    t = model.Tracker()
+    t.update(1.0, {"worker-4": None})
+    row = model.node_row(t.nodes["worker-4"])
+    assert (row["state"], row["lost"], row["ok"]) == ("starting", False, False) and texts(t) == []
+    t.update(2.0, {"worker-4": doc("worker", "w4")})
+    assert texts(t) == ["worker-4 joined (worker, running)"] and model.node_row(t.nodes["worker-4"])["ok"]
+    t.update(3.0, {"worker-5": None})
+    t.update(3.0 + model.STARTING_GRACE_S + 1, {"worker-5": None})
+    assert texts(t)[0] == "worker-5 lost: not answering"
+
+
 def test_a_node_that_does_not_answer_is_lost_and_forgotten_after_keep_lost() -> None:
     t = model.Tracker(keep_lost=60)
     t.update(1.0, {"sink": doc("sink", "sink")})
