@@ -556,6 +556,13 @@ def status_urls(value: str) -> tuple[str, ...]:
     return items
 
 
+def web_url(value: str) -> str:
+    """An http(s) URL a page may link to; empty = none."""
+    if value and not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", value):
+        raise ValueError("is not an http:// or https:// URL")
+    return value
+
+
 @dataclass(frozen=True)
 class DashboardSettings(Common):
     ROLE: ClassVar[str] = "dashboard"
@@ -563,6 +570,7 @@ class DashboardSettings(Common):
         "127.0.0.1",
         "DASHBOARD_HOST",
         "address the dashboard page binds (0.0.0.0 in a container; compose publishes it on 127.0.0.1)",
+        host,
     )
     http_port: int = setting(8080, "DASHBOARD_PORT", "port of the dashboard page (0 = any free port)", port)
     services: tuple[str, ...] = setting(
@@ -581,4 +589,4 @@ class DashboardSettings(Common):
     interval: float = setting(
         1.0, "DASHBOARD_INTERVAL", "seconds between polls of every node's /status", positive_seconds
     )
-    prometheus_url: str = setting("", "PROMETHEUS_URL", "a Prometheus UI the page links to (empty: no link)")
+    prometheus_url: str = setting("", "PROMETHEUS_URL", "a Prometheus UI the page links to (empty: no link)", web_url)
