@@ -30,13 +30,15 @@ help: ## list the targets (default)
 	@echo "make TARGET [PYTHON=python3.X]   (python: $(PY); compose tool: $(COMPOSE))"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: system-packages venv ## what every target needs: redis-server, debootstrap (apt, as root, when missing) and .venv
+install: system-packages venv ## what every target needs: redis-server, debootstrap, chromium + chromium-driver (the dashboard's browser test) (apt, as root, when missing) and .venv
 
 # Not in `make help`: the apt part of `install`. python3.X-venv only for a Debian python without ensurepip.
 system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	{ command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null || missing="$$missing debootstrap"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	{ command -v chromedriver || test -x /usr/bin/chromedriver; } >/dev/null || missing="$$missing chromium-driver"; \
 	if [ ! -x $(PY) ] && ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 	  missing="$$missing $$($(PYTHON) -c 'import sys; sys.base_prefix == "/usr" and print("python%d.%d-venv" % sys.version_info[:2])' 2>/dev/null)"; \
 	fi; \
@@ -56,11 +58,12 @@ lint: venv ## ruff check + ruff format --check
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 # The wheelhouse step runs `pip download` with the venv's pip: $(PYTHON) may have no pip at all.
-image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest)
+image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest) and mpc-prometheus:latest
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
+	bash scripts/build-prometheus-image.sh
 
-up: image ## build the image, start the compose cluster, wait healthy, print where to look
-	$(PY) -m ops.cluster up $(SCALE_FLAGS)
+up: image ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1]
+	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
 
 down: venv ## stop and remove the compose cluster
 	$(PY) -m ops.cluster down

@@ -133,6 +133,13 @@ _ROLES = (
         config.ZsubSettings,
         "ZeroMQ SUB: subscribes per topic (empty TOPICS = all) and checks sequence order",
     ),
+    Role(
+        "dashboard",
+        "dashboard",
+        "nodes.dashboard.dashboard:Dashboard",
+        config.DashboardSettings,
+        "read-only web page of the cluster: polls every node's /status (found by DNS or given), live at DASHBOARD_PORT",
+    ),
 )
 #: Role name -> Role, in the order of the diagram (each pattern's roles together).
 ROLES: dict[str, Role] = {r.name: r for r in _ROLES}

@@ -43,7 +43,12 @@ DEFAULT_SCALE = {"worker": 3, "pipeworker": 3, "subscriber": 2, "client": 2}
 SCALE_OPTIONS = {"workers": "worker", "pipe_workers": "pipeworker", "subscribers": "subscriber"}
 #: The one-shot batch senders ``demo`` reruns, and the long-running services it needs (from the registry).
 BATCH_SERVICES = roles.one_shot()
-NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES), "redis")
+#: The optional Prometheus: its compose profile and image (scripts/build-prometheus-image.sh).
+PROMETHEUS_PROFILE = "prometheus"
+PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "mpc-prometheus:latest")
+#: The dashboard only watches: a demo runs without it.
+OBSERVERS = tuple(name for name in roles.NAMES if roles.ROLES[name].pattern == "dashboard")
+NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES and name not in OBSERVERS), "redis")
 #: Publisher -> its subscribers, per transport (the demo's report compares what each got).
 PUBSUB = (("publisher", "subscriber"), ("zpub", "zsub"))
 
@@ -68,6 +73,11 @@ def cmd_up(args: argparse.Namespace, project: Project) -> int:
         return 1
     scale = {"worker": args.workers, "pipeworker": args.pipe_workers, "subscriber": args.subscribers}
     scale["client"] = args.clients
+    if args.prometheus:
+        if not image_exists(PROMETHEUS_IMAGE):
+            say(f"[red]image {PROMETHEUS_IMAGE} not found[/]: build it with `make image`")
+            return 1
+        with_prometheus(project)
     # The batch senders wait for every replica (handshakes), unless the caller chose otherwise.
     for var, n in (("MIN_PIPEWORKERS", args.pipe_workers), ("MIN_SUBSCRIBERS", args.subscribers)):
         project.env[var] = os.environ.get(var, str(n))
@@ -97,6 +107,9 @@ def where_to_look(project: Project) -> None:
     for label, url in project.targets():
         urls.setdefault(label.rsplit("-", 1)[0], url)
     say("where to look:")
+    say(f"  [bold]dashboard[/]        {dashboard_url(project)}   (live page of every node)")
+    if project.containers(["prometheus"], running=True):
+        say(f"  prometheus       {prometheus_url(project)}   (every node's /metrics, scraped every 5 s)")
     say("  every node       make status          (python -m ops.cluster status)")
     for service in ("broker", "sink", "subscriber", "zsub"):
         if service in urls:
@@ -106,6 +119,23 @@ def where_to_look(project: Project) -> None:
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
     say("  a counted run    make demo            stop it all: make down")
+
+
+def with_prometheus(project: Project) -> None:
+    """Enable the compose profile of the optional Prometheus, and link the dashboard to it."""
+    project.env["COMPOSE_PROFILES"] = PROMETHEUS_PROFILE
+    project.env["PROMETHEUS_URL"] = prometheus_url(project)
+
+
+def prometheus_url(project: Project) -> str:
+    env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    return f"http://127.0.0.1:{env.get('PROMETHEUS_PORT') or '9090'}/"
+
+
+def dashboard_url(project: Project) -> str:
+    """The dashboard page as compose publishes it (127.0.0.1:${DASHBOARD_PORT:-8080})."""
+    env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    return f"http://127.0.0.1:{env.get('DASHBOARD_PORT') or '8080'}/"
 
 
 def host_endpoints(project: Project) -> dict[str, str]:
@@ -122,6 +152,7 @@ def host_endpoints(project: Project) -> dict[str, str]:
 def cmd_down(args: argparse.Namespace, project: Project) -> int:
     t0 = time.monotonic()
     n = len(project.containers())
+    project.env["COMPOSE_PROFILES"] = PROMETHEUS_PROFILE  # so that down removes the optional Prometheus too
     project.down()
     say(f"project {project.name}: removed {n} containers, its networks and volumes in {elapsed(t0)}")
     return 0
@@ -222,6 +253,52 @@ def shares(counts: Mapping[str, int], names: Mapping[str, str]) -> str:
     return "  ".join(f"{label} {n} ({n / total:.0%})" for label, n in labelled)
 
 
+#: The progress bar of each batch sender: its title, and what counts as done (from its /status or the sink's).
+PROGRESS_TITLES = {
+    "client": "request-reply",
+    "ventilator": "pipeline",
+    "publisher": "Redis pub/sub",
+    "zpub": "ZeroMQ pub/sub",
+}
+
+
+def batch_progress(service: str, docs: Sequence[Mapping[str, Any]], sink: Mapping[str, Any] | None, batch: str) -> int:
+    """How much of ``service``'s batch is done: requests answered (or given up), tasks in the sink's
+    ledger, events published."""
+    if service == "client":
+        return sum(d.get("counters", {}).get("replied", 0) + d.get("counters", {}).get("failed", 0) for d in docs)
+    if service == "ventilator":
+        ledger = (((sink or {}).get("batches") or {}).get(batch)) or {}
+        return int(ledger.get("distinct") or 0)
+    return sum(d.get("counters", {}).get("sent", 0) for d in docs)
+
+
+def wait_batches(targets: list[tuple[str, str]], totals: Mapping[str, int], batch: str, timeout: float) -> None:
+    """Wait until every batch sender is done (state "done"), with one rich progress bar a pattern."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    senders = {svc: by_service(targets, svc) for svc in BATCH_SERVICES}
+    sinks = by_service(targets, "sink")
+    deadline = time.monotonic() + timeout
+    columns = (TextColumn("  {task.description:<15}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bars = {svc: progress.add_task(PROGRESS_TITLES.get(svc, svc), total=totals.get(svc)) for svc in senders}
+        while True:
+            docs = snapshot([t for svc in senders for t in senders[svc]] + sinks[:1])
+            sink = docs.get(sinks[0][0]) if sinks else None
+            pending = []
+            for svc, members in senders.items():
+                mine = [docs[label] for label, _ in members if label in docs]
+                done = len(mine) == len(members) and all(d.get("state") == "done" for d in mine)
+                pending += [label for label, _ in members if not done]
+                progress.update(bars[svc], completed=batch_progress(svc, mine, sink, batch))
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise ComposeError(f"timed out after {timeout:g}s waiting for {', '.join(pending)} to finish its batch")
+            time.sleep(0.3)
+
+
 def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     t0 = time.monotonic()
     running: dict[str, int] = {}
@@ -261,9 +338,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     project.up(BATCH_SERVICES, {"client": clients}, env=env, no_deps=True, recreate="force", quiet=True)
     project.wait_healthy(args.timeout, services=BATCH_SERVICES, expect={"client": clients})
     targets = project.targets()
-    for label, url in [t for svc in BATCH_SERVICES for t in by_service(targets, svc)]:
-        done = functools.partial(batch_done, url)
-        until(done, args.timeout, f"{label} to finish its batch", interval=0.3, ignore=(OSError,), error=ComposeError)
+    totals = {"client": clients * args.requests, "ventilator": args.tasks, "publisher": args.messages}
+    wait_batches(targets, {**totals, "zpub": args.messages}, batch, args.timeout)
     settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])
@@ -350,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--subscribers", type=int, default=DEFAULT_SCALE["subscriber"], help="default %(default)s")
     up.add_argument("--clients", type=int, default=DEFAULT_SCALE["client"], help="default %(default)s")
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for health (default %(default)s)")
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        default=os.environ.get("PROMETHEUS", "") not in ("", "0"),
+        help="also start Prometheus on 127.0.0.1:$PROMETHEUS_PORT (9090), scraping every node ($PROMETHEUS=1)",
+    )
 
     sub.add_parser("down", help="remove this project's containers, networks and volumes (nothing else)")
     st = sub.add_parser("status", help="table of every node: role, health, messages in/out, share of load")

@@ -532,3 +532,61 @@ def load(
         if f.name in REQUIRED and not values.get(f.name):
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
     return settings(**values)
+
+
+# --- the dashboard (issue 12): appended here on purpose, nothing above depends on it ---------------------
+
+
+def service_names(value: str) -> tuple[str, ...]:
+    """Comma-separated DNS names (compose service names); empty = none."""
+    items = tuple(t.strip() for t in value.split(",") if t.strip())
+    for t in items:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", t):
+            raise ValueError(f"has a bad service name {t!r} (letters, digits, _ . - only)")
+    return items
+
+
+def status_urls(value: str) -> tuple[str, ...]:
+    """Comma-separated ``[LABEL=]http://HOST:PORT/status`` of nodes known in advance; empty = none."""
+    items = tuple(t.strip() for t in value.split(",") if t.strip())
+    for t in items:
+        url = t.partition("=")[2] if "=" in t and "://" not in t.partition("=")[0] else t
+        if not re.fullmatch(r"http://[A-Za-z0-9_.:\[\]-]+(?:/[^\s,]*)?", url):
+            raise ValueError(f"has {t!r}, not [LABEL=]http://HOST:PORT/status")
+    return items
+
+
+def web_url(value: str) -> str:
+    """An http(s) URL a page may link to; empty = none."""
+    if value and not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", value):
+        raise ValueError("is not an http:// or https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class DashboardSettings(Common):
+    ROLE: ClassVar[str] = "dashboard"
+    http_host: str = setting(
+        "127.0.0.1",
+        "DASHBOARD_HOST",
+        "address the dashboard page binds (0.0.0.0 in a container; compose publishes it on 127.0.0.1)",
+        host,
+    )
+    http_port: int = setting(8080, "DASHBOARD_PORT", "port of the dashboard page (0 = any free port)", port)
+    services: tuple[str, ...] = setting(
+        (),
+        "DASHBOARD_SERVICES",
+        "comma-separated service names resolved through DNS at every poll (compose: a name resolves to every replica)",
+        service_names,
+    )
+    node_port: int = setting(8000, "DASHBOARD_NODE_PORT", "status port of the nodes found through DNS", port)
+    nodes: tuple[str, ...] = setting(
+        (),
+        "DASHBOARD_NODES",
+        "comma-separated LABEL=http://HOST:PORT/status of nodes known in advance (the local cluster's port plan)",
+        status_urls,
+    )
+    interval: float = setting(
+        1.0, "DASHBOARD_INTERVAL", "seconds between polls of every node's /status", positive_seconds
+    )
+    prometheus_url: str = setting("", "PROMETHEUS_URL", "a Prometheus UI the page links to (empty: no link)", web_url)

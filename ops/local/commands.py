@@ -60,11 +60,17 @@ def prepare(plan: Plan, state: State) -> str:
     password = secrets.token_hex(16)
     _write_private(state.conf, supervisord_conf(plan, state, password))
     _write_private(state.redis_conf, redis_conf(plan.endpoint("redis"), password, state.redis_dir))
-    nodes = {name: f"http://127.0.0.1:{port}/status" for name, port in plan.nodes().items()}
+    nodes = plan.status_urls()
     doc = {
         "nodes": nodes,
-        "logs": {name: str(state.log_of(name)) for name in ["redis", *nodes]},
-        "endpoints": {name: tcp(plan.endpoint(name)) for name in ENDPOINT_OFFSETS if name != "redis"},
+        "dashboard": {
+            "page": plan.dashboard_url,
+            "status": f"http://127.0.0.1:{plan.status_port('dashboard', 'dashboard')}/status",
+        },
+        "logs": {name: str(state.log_of(name)) for name in ["redis", *plan.nodes()]},
+        "endpoints": {
+            name: tcp(plan.endpoint(name)) for name in ENDPOINT_OFFSETS if name not in ("redis", "dashboard")
+        },
         "redis_url": plan.redis_url,
         "plan": dataclasses.asdict(plan),
         "supervisord_conf": str(state.conf),
@@ -120,6 +126,7 @@ def up(plan: Plan, state: State, timeout: float) -> int:
     print(
         f"==> up: {len(plan.nodes())} nodes + redis; logs in {state.logs}; port plan in {state.plan_file}", flush=True
     )
+    print(f"==> dashboard          {plan.dashboard_url}   (live page of every node)", flush=True)
     print("==> from your own program:", flush=True)
     print(f"    your REQ client    tcp://127.0.0.1:{plan.endpoint('frontend')}  (broker frontend)")
     print(f"    your REP worker    tcp://127.0.0.1:{plan.endpoint('backend')}  (broker backend)")
@@ -177,6 +184,8 @@ def status(state: State, as_json: bool = False) -> int:
     if not as_json:
         print(f"supervisord: {'pid ' + str(pid) if pid else 'NOT RUNNING'} ({state.conf})")
         print(f"redis: {plan_doc['redis_url']} {'ok' if redis_up else 'NOT ANSWERING'}")
+        if plan_doc.get("dashboard"):
+            print(f"dashboard: {plan_doc['dashboard']['page']}")
     if pid is None:
         return 1
     rc = table.main([f"{name}={url}" for name, url in plan_doc["nodes"].items()], as_json=as_json)

@@ -20,6 +20,11 @@ DEFAULT_BASE_PORT = 17000
 MAX_SCALED = 99
 #: Fixed offsets from BASE_PORT of the endpoints (a bound one and everyone connecting to it) and redis.
 ENDPOINT_OFFSETS = {"frontend": 0, "backend": 1, "vent": 2, "sink": 3, "zpub": 4, "redis": 5, "sink_control": 6}
+#: The dashboard's page (HTTP, not ZeroMQ) is BASE_PORT + 7.
+ENDPOINT_OFFSETS["dashboard"] = 7
+#: Roles that watch the others rather than take part (the dashboard): planned, started and checked like
+#: every node, but not in the list of nodes they watch (``status_urls``: nodes.json, the table).
+OBSERVERS = tuple(n for n in roles.NAMES if roles.ROLES[n].pattern == "dashboard")
 #: The endpoint settings of the registry (``Role.binds`` / ``Role.connects``) -> the endpoint they name.
 ENDPOINT_SETTINGS = {
     "FRONTEND_BIND": "frontend",
@@ -127,6 +132,23 @@ class Plan:
         used.update({p: f"{name} status" for name, p in self.nodes().items()})
         return used
 
+    @property
+    def dashboard_port(self) -> int:
+        return self.endpoint("dashboard")
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}/"
+
+    def status_urls(self) -> dict[str, str]:
+        """Node name -> /status URL of every node but the observers: what the dashboard watches, nodes.json."""
+        observers = set(OBSERVERS)
+        return {
+            name: f"http://127.0.0.1:{port}/status"
+            for name, port in self.nodes().items()
+            if self.roles()[name] not in observers
+        }
+
     def role_env(self, role: str, password: str) -> dict[str, str]:
         """The settings of ``role`` in this plan (on top of NODE_NAME/STATUS_*): only those the role reads."""
         spec = roles.get(role)
@@ -134,6 +156,8 @@ class Plan:
         values |= {"REDIS_URL": self.redis_url, "REDIS_PASSWORD": password, "BROKER_MODE": self.broker_mode}
         values |= {"WORK_MS": f"{self.work_ms:g}", "REQUESTS": str(self.requests), "TASKS": str(self.tasks)}
         values["MESSAGES"] = str(self.messages)
+        values |= {"DASHBOARD_HOST": "127.0.0.1", "DASHBOARD_PORT": str(self.dashboard_port)}
+        values["DASHBOARD_NODES"] = ",".join(f"{name}={url}" for name, url in self.status_urls().items())
         if role in AWAITS:
             values["MIN_PIPEWORKERS"] = values["MIN_SUBSCRIBERS"] = str(self.count(AWAITS[role]))
         if spec.one_shot:  # HOLD=1: a finished batch keeps showing its final counts

@@ -85,6 +85,14 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "FORMAT": ({"plain": "plain", "envelope": "envelope"}, ("json", "")),
     "ZPUB_BIND": ({"tcp://*:5559": "tcp://*:5559"}, ("tcp://*:*x", "")),
     "ZPUB_ENDPOINT": ({"tcp://zpub:5559": "tcp://zpub:5559"}, ("tcp://*:5559", "")),
+    # dashboard
+    "DASHBOARD_HOST": ({"0.0.0.0": "0.0.0.0", "127.0.0.1": "127.0.0.1"}, ("", "bad host!")),
+    "DASHBOARD_PORT": ({"0": 0, "8080": 8080}, ("-1", "65536", "x")),
+    "DASHBOARD_SERVICES": ({" broker, worker ,": ("broker", "worker"), "": ()}, ("bad name!", "a/b")),
+    "DASHBOARD_NODE_PORT": ({"8000": 8000}, ("-1", "x")),
+    "DASHBOARD_NODES": ({"a=http://h:1/status": ("a=http://h:1/status",), "": ()}, ("ftp://x", "abc")),
+    "DASHBOARD_INTERVAL": ({"1": 1.0, "0.2": 0.2}, ("0", *SECONDS_BAD)),
+    "PROMETHEUS_URL": ({"": "", "http://127.0.0.1:9090/": "http://127.0.0.1:9090/"}, ("9090", "ftp://x")),
 }
 #: Extra environment a value needs besides its own (a continuous publisher needs a rate).
 BASE_ENV = {"publisher": PASSWORD, "subscriber": PASSWORD}
