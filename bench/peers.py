@@ -143,20 +143,23 @@ class Peer:
         key = self.key("probe")
         deadline = time.monotonic() + timeout
         pids: set[bytes] = set()
-        while len(pids) < self.k:
+        sent = answered = 0
+        # every probe sent must have answered too: none may still be queued when the timed runs begin
+        while len(pids) < self.k or answered < sent:
             self.check_alive()
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"{self.name}: {len(pids)} of {self.k} worker processes answered within {timeout:.0f}s"
-                    f"\n{tail(self.workers[0].log_path)}"
+                    f"{self.name}: {len(pids)} of {self.k} worker processes, {answered} of {sent} probes answered"
+                    f" within {timeout:.0f}s\n{tail(self.workers[0].log_path)}"
                 )
-            for _ in range(2 * self.k):
-                self.submit("probe", (key, 0.05))
+            if len(pids) < self.k and answered == sent:
+                for _ in range(2 * self.k):
+                    self.submit("probe", (key, 0.05))
+                sent += 2 * self.k
             got = self.client.blpop([key], timeout=2)
-            while got:
+            if got:
                 pids.add(got[1])
-                got = self.client.lpop(key)
-                got = (key, got) if got else None
+                answered += 1
         self.client.delete(key)
 
     def throughput(self, n: int, timeout: float) -> dict[str, float]:
