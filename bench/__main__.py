@@ -54,6 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.plots = Path("bench-results/quick" if args.quick else "bench-results")
     if args.size is None:
         args.size = QUICK_SIZE if args.quick else DEFAULT_SIZE
+    args.repeat_given = args.repeat is not None
     if args.repeat is None:
         args.repeat = 1 if args.quick else DEFAULT_REPEAT
     args.use_threads = args.threads or (args.quick and not args.processes and not args.lab)
@@ -85,23 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(logdir, args.use_threads)
     env = Env(size=args.size, launcher=launcher, quick=args.quick, labs=[x for x in args.lab.split(",") if x])
     mode = "threads in one process" if args.use_threads else "a process per node"
-    print(f"bench: {len(cases)} cases, size {args.size}, {args.repeat} repeat(s), {mode}", file=sys.stderr)
+    own = "" if args.repeat_given or args.quick else "".join(f", {c.id} {c.rounds}" for c in cases if c.rounds)
+    rounds = f"{args.repeat} repeat(s)" + (f" (a case's own:{own[1:]})" if own else "")
+    print(f"bench: {len(cases)} cases, size {args.size}, {rounds}, {mode}", file=sys.stderr)
     started, started_at, load_before = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), os.getloadavg()
     records: list[dict[str, Any]] = []
     try:
         for case in cases:
             t0 = time.monotonic()
-            records.append(run_case(case, env, args.repeat, progress=lambda s: print(f"  {s}", file=sys.stderr)))
+            # a case may make fewer rounds by default (peers: 3), unless --repeat says otherwise
+            env.repeat = args.repeat if args.repeat_given or args.quick else (case.rounds or args.repeat)
+            records.append(run_case(case, env, env.repeat, progress=lambda s: print(f"  {s}", file=sys.stderr)))
             status = "FAILED" if records[-1].get("error") else "ok"
             print(f"{case.id}: {status} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     finally:
         launcher.stop_all()
         launcher.ctx.term()
     elapsed = time.monotonic() - started
+    rounds = "/".join(str(r) for r in sorted({rec.get("rounds", args.repeat) for rec in records})) or args.repeat
     failed = [r["id"] for r in records if r.get("error")]
     doc = {
         "meta": {
-            "summary": f"{len(records)} cases, size {args.size}, {args.repeat} repeats, {mode}, {elapsed:.0f} s",
+            "summary": f"{len(records)} cases, size {args.size}, {rounds} repeats, {mode}, {elapsed:.0f} s",
             "size": args.size,
             "repeat": args.repeat,
             "mode": mode,

@@ -71,6 +71,8 @@ class Env:
     quick: bool
     labs: list[str] = field(default_factory=list)
     runs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    #: Rounds this run makes of each case (for bounds on helpers' lifetimes).
+    repeat: int = 1
 
     def labs_for(self, *roles: str) -> list[str]:
         """The --lab names that change at least one of ``roles``."""
@@ -99,6 +101,8 @@ class Case:
     setup: Callable[[Env], AbstractContextManager[list[Variant]]]
     payloads: tuple[int | None, ...] = PAYLOADS
     goals: list[Goal] = field(default_factory=list)
+    #: Rounds of this case when --repeat is not given (None: the bench's default).
+    rounds: int | None = None
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -279,6 +283,12 @@ class NodePipeline:
             la.node("pipeworker", f"pw-{key}-{i}", pw_env, lab=env.lab("pipeworker", lab))
 
     def measure(self, count: int) -> dict[str, float]:
+        result = self.run(count)
+        rate = delivery_rate(result, count, f"sink-{self.key}")
+        return with_cpu({"msgs_per_s": rate, "count": count}, cpu_per_msg(result))
+
+    def run(self, count: int) -> dict[str, Any]:
+        """One batch of ``count`` tasks, verified at the sink's ledger; the sink host's monitor result."""
         batch = f"bench-{self.key}-{self.env.run_id()}"
         timeout = self.env.timeout(count, 200.0 if self.task_ms else 2000.0)
         env = {
@@ -296,12 +306,15 @@ class NodePipeline:
             return self.la.node("ventilator", f"vent-{self.key}", env, oneshot=True, lab=lab)
 
         result = one_shot_run(self.la, self.sink, count, timeout, start, f"ventilator {batch}", counter="results")
-        rate = delivery_rate(result, count, f"sink-{self.key}")
+        if result["count"] != count:
+            raise BenchError(
+                f"sink-{self.key}: received {result['count']} of {count} (timed out: {result['timed_out']})"
+            )
         ledger = result["extra"]["batches"].get(batch, {})
         if ledger.get("distinct") != count or ledger.get("duplicates") or ledger.get("missing"):
             raise BenchError(f"sink-{self.key}: batch {batch} ledger is not clean: {ledger}")
         check_clean(result, f"sink-{self.key}")
-        return with_cpu({"msgs_per_s": rate, "count": count}, cpu_per_msg(result))
+        return result
 
 
 class BareChain:
@@ -552,6 +565,92 @@ def zmq_publisher(env: Env) -> Iterator[list[Variant]]:
     yield variants
 
 
+# --- 6. against the task queues a user would pick instead -----------------------------------------
+
+
+class ProjectSide:
+    """The project's answer to a task queue: the pipeline for throughput, request-reply for latency."""
+
+    def __init__(self, env: Env, k: int) -> None:
+        self.env, self.k = env, k
+        self.pipe = NodePipeline(env, f"peers{k}", k, 0.0)
+        self.req: ReqLatency | None = None
+        if k == 1:
+            la = env.launcher
+            front, back = tcp(), tcp()
+            start_middle(la, "broker", None, front, back, "peers")
+            la.node("worker", "worker-peers", {"BROKER_BACKEND": back})
+            self.req = ReqLatency(la.ctx, connect=front)
+            self.req.run(20, 64, 30, warmup=0)
+
+    def measure(self, n: int, n_lat: int) -> dict[str, float]:
+        from bench.host import INTERVAL
+
+        result = self.pipe.run(n)
+        # From the first submit: the span starts at the monitor's sample *before* the first result
+        # arrived (at most INTERVAL earlier, about when the ventilator sent its first task).
+        span = result["t_last"] - result["t_first"] + INTERVAL
+        figures = {"msgs_per_s": n / span, "sink_window_per_s": delivery_rate(result, n, self.pipe.key), "count": n}
+        if self.req is not None:
+            lat = self.req.run(n_lat, 64, 30, warmup=0 if self.env.quick else 10)
+            figures.update(p50_us=lat["p50_us"], p99_us=lat["p99_us"])
+        return figures
+
+    def close(self) -> None:
+        if self.req is not None:
+            self.req.close()
+
+
+@contextmanager
+def peers(env: Env) -> Iterator[list[Variant]]:
+    """Celery, Dramatiq, RQ (K = 1 and 2 worker processes) and the project's pipeline/broker, interleaved."""
+    from bench.peers import PEERS
+
+    la = env.launcher
+    n, n_lat = env.n(1 / 50), env.n(1 / 200)  # default size: 400 tasks, 100 one-at-a-time tasks a round
+    redis = redis_server(la.logdir)
+    made: list[Any] = []
+    sides: list[ProjectSide] = []
+    try:
+        # every peer configuration starts at once (they boot in parallel), then each must answer
+        lifetime = 120 + env.repeat * 10 * env.timeout(n, 100.0)
+        db = 0
+        for k in (1, 2):
+            for cls in PEERS:
+                db += 1
+                made.append(cls(redis, db, k, la.logdir, lifetime))
+        sides = [ProjectSide(env, 1), ProjectSide(env, 2)]
+        for peer in made:
+            peer.wait_ready(60)
+        variants = []
+        for k, side in zip((1, 2), sides, strict=True):
+            label = "pipeline, 1 pipeworker / broker" if k == 1 else "pipeline, 2 pipeworkers"
+            variants.append(Variant(f"project{k}", label, lambda _p, s=side: s.measure(n, n_lat)))
+            for peer in made:
+                if peer.k != k:
+                    continue
+
+                def measure(_payload: int | None, peer: Any = peer) -> dict[str, float]:
+                    peer.check_alive()
+                    figures = peer.throughput(n, env.timeout(n, 50.0))
+                    if peer.k == 1 and "lost" not in figures:
+                        figures.update(peer.latency(n_lat, 0 if env.quick else 10, 30.0))
+                    return figures
+
+                what = f"{peer.k} worker process" + ("es" if peer.k > 1 else "")
+                variants.append(Variant(peer.name, f"{peer.label}, {what}", measure))
+        yield variants
+    finally:
+        for side in sides:
+            side.close()
+        la.stop_all()
+        for peer in made:  # every group at once, then each is waited for (SIGKILL after a grace period)
+            peer.begin_close()
+        for peer in made:
+            peer.close()
+        redis.stop()
+
+
 # --- the list ---------------------------------------------------------------------------------------
 
 T, P50, P99, CPU = "msgs_per_s", "p50_us", "p99_us", "cpu_us"
@@ -634,5 +733,27 @@ CASES = [
         zmq_publisher,
         payloads=(None,),
         goals=[Goal("zpub", "publoop", T)],
+    ),
+    Case(
+        "peers",
+        "6. Against task queues: Celery, Dramatiq, RQ (tasks/s from the first submit; µs submit -> result)",
+        "the same no-op task, N tasks, K = 1 or 2 worker processes, one private redis-server; every result"
+        " verified once. Project: ventilator -> K pipeworkers -> sink (throughput), REQ -> broker -> worker"
+        " node (latency)",
+        [T, P50, P99, "lost", "duplicates"],
+        peers,
+        payloads=(None,),
+        rounds=3,
+        goals=[
+            Goal("project1", "celery1", T, ">=", 50),
+            Goal("project1", "dramatiq1", T, ">=", 25),
+            Goal("project1", "rq1", T, ">=", 100),
+            Goal("project2", "celery2", T, ">=", 50),
+            Goal("project2", "dramatiq2", T, ">=", 25),
+            Goal("project2", "rq2", T, ">=", 100),
+            Goal("project1", "celery1", P50, "<=", 0.1),
+            Goal("project1", "dramatiq1", P50, "<=", 0.1),
+            Goal("project1", "rq1", P50, "<=", 0.1),
+        ],
     ),
 ]

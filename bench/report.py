@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 UNITS = {"msgs_per_s": "/s", "slowest_per_s": "/s", "p50_us": "µs", "p99_us": "µs", "cpu_us": "µs/msg"}
-NAMES = {"msgs_per_s": "rate", "slowest_per_s": "slowest sub", "p50_us": "p50", "p99_us": "p99", "cpu_us": "CPU"}
+NAMES = {
+    "msgs_per_s": "rate",
+    "slowest_per_s": "slowest sub",
+    "p50_us": "p50",
+    "p99_us": "p99",
+    "cpu_us": "CPU",
+    "lost": "tasks lost (not timed)",
+    "duplicates": "tasks duplicated",
+}
 
 
 def fmt(value: float, metric: str) -> str:
@@ -52,7 +60,11 @@ def print_table(doc: dict[str, Any]) -> None:
     console = Console(width=160)
     console.print(f"[bold]make bench[/bold] — {doc['meta']['summary']}")
     for case in doc["cases"]:
-        table = Table(title=f"{case['title']}  [{case['seconds']} s]", title_justify="left", caption=case["what"])
+        table = Table(
+            title=f"{case['title']}  [{case['seconds']} s, {case.get('rounds', '?')} rounds]",
+            title_justify="left",
+            caption=case["what"],
+        )
         for h in HEADER:
             table.add_column(h, justify="right" if h in ("median", "spread") else "left", no_wrap=h != "variant")
         for row in case_rows(case):

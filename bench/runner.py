@@ -39,6 +39,7 @@ def run_case(case: Case, env: Env, repeat: int, progress: Any = None) -> dict[st
     """Run one case; errors (a party that would not start, a lost message) are recorded, not raised."""
     started = time.monotonic()
     record: dict[str, Any] = {"id": case.id, "title": case.title, "what": case.what, "metrics": case.metrics}
+    record["rounds"] = repeat
     samples: dict[tuple[int | None, str], list[dict[str, float]]] = {}
     labels: dict[str, str] = {}
     variants_list: list = []
@@ -68,7 +69,12 @@ def run_case(case: Case, env: Env, repeat: int, progress: Any = None) -> dict[st
                 variants_out[key] = {
                     "label": label,
                     "samples": runs,
-                    "summary": {m: summarize([s[m] for s in runs]) for m in case.metrics if m in runs[0]},
+                    # a metric some runs lack (a peer's rate in a run that lost tasks) is summarised over the rest
+                    "summary": {
+                        m: summarize(vals)
+                        for m in case.metrics
+                        if (vals := [s[m] for s in runs if s.get(m) is not None])
+                    },
                 }
         ratios = []
         goals = list(case.goals)
