@@ -18,8 +18,8 @@ import signal
 import socket as pysocket
 import threading
 import time
-from collections.abc import Collection, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
 
 import zmq
 
@@ -28,6 +28,7 @@ from nodes.core.log import event, log_context, worth_logging
 from nodes.core.peers import Link
 from nodes.core.status import Stats, StatusServer
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Poll timeout of every loop, ms: bounds how long a stop request or a stale health check waits.
@@ -247,6 +248,14 @@ class Node:
             self.reject(f"unexpected kind {env.kind!r} (want {', '.join(sorted(kinds))})", source)
             return None
         return env
+
+    def parse_body(self, env: wire.Envelope, parse: Callable[[Any], T], what: str, source: str) -> T | None:
+        """``parse(env.body)`` (a protocol parser raising ValueError), or ``None`` after counting a reject."""
+        try:
+            return parse(env.body)
+        except ValueError as exc:
+            self.reject(f"bad {what} {env.id}: {exc}", source)
+            return None
 
     def reject(self, reason: str, source: str) -> None:
         self.stats.counters["rejected"] += 1

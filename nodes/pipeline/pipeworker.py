@@ -83,11 +83,10 @@ class Pipeworker(Node):
         env = self.decode_one(frames, s.ventilator, (protocol.TASK,))
         if env is None:
             return
-        try:
-            batch, n, work_ms = protocol.task_of(env.body)
-        except ValueError as exc:
-            self.reject(f"bad task {env.id}: {exc}", s.ventilator)
+        task = self.parse_body(env, protocol.task_of, "task", s.ventilator)
+        if task is None:
             return
+        batch, n, work_ms = task
         busy_work(work_ms, self.stats.beat)
         frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
         # Wait for room like any send; once stopping, allow a short grace for this last result.

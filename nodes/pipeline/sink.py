@@ -154,11 +154,10 @@ class Sink(Node):
             self.on_announcement(env)
 
     def on_result(self, env: wire.Envelope) -> None:
-        try:
-            batch, n, worker = protocol.result_of(env.body)
-        except ValueError as exc:
-            self.reject(f"bad result {env.id}: {exc}", self.source)
+        result = self.parse_body(env, protocol.result_of, "result", self.source)
+        if result is None:
             return
+        batch, n, worker = result
         known = batch in self.ledger.batches
         now = time.time()
         ledger, verdict = self.ledger.record(batch, n, worker, env.id, now)
@@ -226,11 +225,10 @@ class Sink(Node):
         env = self.decode_one(body, self.control_source, (protocol.BATCH,))
         if env is None:
             return
-        try:
-            batch, size, list_missing = protocol.query_of(env.body)
-        except ValueError as exc:
-            self.reject(f"bad ledger query {env.id}: {exc}", self.control_source)
+        query = self.parse_body(env, protocol.query_of, "ledger query", self.control_source)
+        if query is None:
             return
+        batch, size, list_missing = query
         self.stats.incr("queries")
         ledger, error = self.announce(batch, size, env.id, self.control_source)
         if self.journal is not None:
