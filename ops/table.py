@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nodes import roles
+from nodes.core.status import parse_target
 
 #: Seconds to wait for one node; the table must stay quick even when nodes are down.
 TIMEOUT = 2.0
@@ -152,17 +153,6 @@ def render(rows: list[Row]) -> Table:
             detail(doc),
         )
     return table
-
-
-def parse_target(arg: str) -> tuple[str, str]:
-    """``[LABEL=]http://host:port[/status]`` -> (label, status URL); label "" when not given."""
-    label, sep, url = arg.partition("=")
-    if not sep or "://" in label:
-        label, url = "", arg
-    url = url.rstrip("/")
-    if not url.endswith("/status"):
-        url += "/status"
-    return label, url
 
 
 def _name(label: str, url: str, doc: Mapping[str, Any] | None) -> str:

@@ -108,6 +108,20 @@ def get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+def parse_target(arg: str) -> tuple[str, str]:
+    """``[LABEL=]http://host:port[/status]`` -> (label, status URL); label "" when not given.
+
+    How a person names a node on a command line or in DASHBOARD_NODES: the table and the dashboard share it.
+    """
+    label, sep, url = arg.partition("=")
+    if not sep or "://" in label:
+        label, url = "", arg
+    url = url.rstrip("/")
+    if not url.endswith("/status"):
+        url += "/status"
+    return label, url
+
+
 class StatusServer:
     """Serves the node's state over HTTP in a daemon thread."""
 

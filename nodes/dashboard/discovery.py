@@ -20,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from nodes.core.status import parse_target
+
 
 @dataclass(frozen=True)
 class Target:
@@ -32,16 +34,7 @@ class Target:
 
 def parse_static(items: Iterable[str]) -> list[Target]:
     """``LABEL=http://HOST:PORT[/status]`` (or a bare URL) -> targets; the URL gets ``/status`` if it lacks it."""
-    out = []
-    for item in items:
-        label, sep, url = item.partition("=")
-        if not sep or "://" in label:
-            label, url = "", item
-        url = url.rstrip("/")
-        if not url.endswith("/status"):
-            url += "/status"
-        out.append(Target(url, "", label or None))
-    return out
+    return [Target(url, "", label or None) for label, url in map(parse_target, items)]
 
 
 def replica_label(service: str, hostname: str | None) -> str | None:
