@@ -249,6 +249,16 @@ class Node:
             return None
         return env
 
+    def read_one(
+        self, frames: list[bytes], source: str, kind: str, parse: Callable[[Any], T], what: str
+    ) -> tuple[wire.Envelope, T] | None:
+        """:meth:`decode_one` of ``kind`` then :meth:`parse_body`: the envelope and its parsed body, or ``None``."""
+        env = self.decode_one(frames, source, (kind,))
+        if env is None:
+            return None
+        body = self.parse_body(env, parse, what, source)
+        return None if body is None else (env, body)
+
     def parse_body(self, env: wire.Envelope, parse: Callable[[Any], T], what: str, source: str) -> T | None:
         """``parse(env.body)`` (a protocol parser raising ValueError), or ``None`` after counting a reject."""
         try:

@@ -80,13 +80,10 @@ class Pipeworker(Node):
     def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> None:
         """Do one task and push its result (a short grace once stopping)."""
         s = self.settings
-        env = self.decode_one(frames, s.ventilator, (protocol.TASK,))
-        if env is None:
+        got = self.read_one(frames, s.ventilator, protocol.TASK, protocol.task_of, "task")
+        if got is None:
             return
-        task = self.parse_body(env, protocol.task_of, "task", s.ventilator)
-        if task is None:
-            return
-        batch, n, work_ms = task
+        _, (batch, n, work_ms) = got
         busy_work(work_ms, self.stats.beat)
         frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
         # Wait for room like any send; once stopping, allow a short grace for this last result.

@@ -222,13 +222,10 @@ class Sink(Node):
         else:
             self.reject(f"ledger query of {len(frames)} frames (want [peer, query] or [peer, '', query])", "ROUTER")
             return
-        env = self.decode_one(body, self.control_source, (protocol.BATCH,))
-        if env is None:
+        got = self.read_one(body, self.control_source, protocol.BATCH, protocol.query_of, "ledger query")
+        if got is None:
             return
-        query = self.parse_body(env, protocol.query_of, "ledger query", self.control_source)
-        if query is None:
-            return
-        batch, size, list_missing = query
+        env, (batch, size, list_missing) = got
         self.stats.incr("queries")
         ledger, error = self.announce(batch, size, env.id, self.control_source)
         if self.journal is not None:

@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from nodes.core.peers import Link
-from tests.local.test_reqrep import mode_env, start_clients, wait_for_workers
+from tests.local.test_reqrep import start_clients, start_cluster, wait_for_workers
 from tests.support import free_port, get_json, wait_until
 
 SMALL = 65536
@@ -68,24 +68,10 @@ def send_raw_request(frontend: str, body: bytes, timeout_ms: int = 3000) -> byte
 
 
 def start(nodes, mode: str, broker_max: int | None, worker_max: int, workers: int = 3):
-    frontend, backend = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    env = {"FRONTEND_BIND": frontend, "BACKEND_BIND": backend, **mode_env(mode)}
-    if broker_max:
-        env["MAX_MSG_SIZE"] = str(broker_max)
-    broker = nodes("broker", env, name="broker")
-    procs = [
-        nodes(
-            "worker",
-            {"BROKER_BACKEND": backend, "MAX_MSG_SIZE": str(worker_max), **mode_env(mode)},
-            name=f"worker-{i}",
-            healthy=False,
-        )
-        for i in range(1, workers + 1)
-    ]
-    for p in procs:
-        p.wait_healthy()
-    wait_for_workers(broker, mode, workers)
-    return broker, procs, frontend
+    """A broker (MAX_MSG_SIZE ``broker_max``, None = the default) and workers at ``worker_max``, all connected."""
+    broker_env = {"MAX_MSG_SIZE": str(broker_max)} if broker_max else {}
+    worker_env = {"MAX_MSG_SIZE": str(worker_max)}
+    return start_cluster(nodes, mode, workers, "0", broker_env=broker_env, worker_env=worker_env)
 
 
 def run_batch(nodes, frontend: str, n: int) -> dict:

@@ -37,15 +37,25 @@ def mode_env(mode: str) -> dict[str, str]:
     return {"BROKER_MODE": mode, **(LRU_ENV if mode == "lru" else {})}
 
 
-def start_cluster(nodes, mode: str, workers: int = WORKERS, work_ms: str = "2", frontend: str = "", backend: str = ""):
+def start_cluster(
+    nodes,
+    mode: str,
+    workers: int = WORKERS,
+    work_ms: str = "2",
+    frontend: str = "",
+    backend: str = "",
+    broker_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
+):
     """A broker and ``workers`` workers, returned once the broker sees every worker (a handshake, not a sleep)."""
     frontend = frontend or f"tcp://127.0.0.1:{free_port()}"
     backend = backend or f"tcp://127.0.0.1:{free_port()}"
-    broker = nodes("broker", {"FRONTEND_BIND": frontend, "BACKEND_BIND": backend, **mode_env(mode)}, name="broker")
+    env = {"FRONTEND_BIND": frontend, "BACKEND_BIND": backend, **mode_env(mode), **(broker_env or {})}
+    broker = nodes("broker", env, name="broker")
     procs = [
         nodes(
             "worker",
-            {"BROKER_BACKEND": backend, "WORK_MS": work_ms, **mode_env(mode)},
+            {"BROKER_BACKEND": backend, "WORK_MS": work_ms, **mode_env(mode), **(worker_env or {})},
             name=f"worker-{i}",
             healthy=False,
         )
