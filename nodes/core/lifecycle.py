@@ -38,6 +38,8 @@ POLL_MS = 100
 _NOBLOCK, _MORE_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.RCVMORE)
 #: Most messages :meth:`Node.drain` reads from one socket per pass, so other sockets get their turn.
 DRAIN_BATCH = 256
+#: Seconds between two readings of the links' monitor events by :meth:`Node.running` (a busy loop calls it often).
+LINK_WATCH_S = 0.02
 #: How long close() may spend flushing queued outgoing messages, ms.
 LINGER_MS = 1000
 
@@ -94,6 +96,7 @@ class Node:
         self._sockets: list[zmq.Socket] = []
         #: Connections of the sockets opened with :meth:`dial`, watched by :meth:`running`.
         self.links: list[Link] = []
+        self._links_due = 0.0
 
     # --- what roles override --------------------------------------------------------------
 
@@ -227,7 +230,10 @@ class Node:
         """Loop condition: marks the node alive for /healthz, watches the links, says whether to go on."""
         self.stats.beat()
         if self.links:
-            self.watch_links()
+            now = time.monotonic()
+            if now >= self._links_due:  # not every message: reading the monitors cost a pipeworker ~8 us a task
+                self._links_due = now + LINK_WATCH_S
+                self.watch_links()
         return not self.stop.is_set()
 
     def decode(self, frame: bytes, source: str) -> wire.Envelope | None:
