@@ -69,6 +69,18 @@ MIN_MSG_SIZE = 1024
 #: Bytes of a client's request frame besides its payload (envelope fields, node name): PAYLOAD_BYTES plus
 #: this must fit in MAX_MSG_SIZE, or the broker's libzmq drops the client's connection.
 ENVELOPE_HEADROOM = 1024
+#: PAYLOAD_BYTES of the senders that have no payload of their own (ventilator, publisher, zpub): a ``pad``
+#: field of that many bytes in each body, so ``make bench`` can run them at the sizes of their baselines.
+PAD_HELP = "bytes of padding ('pad') in each message's body, to size frames like a real payload (0: none)"
+
+
+def _payload_fits(payload_bytes: int, max_msg_size: int, receiver: str, role: str) -> None:
+    """PAYLOAD_BYTES plus the envelope must fit in MAX_MSG_SIZE, or the receiver's libzmq drops the connection."""
+    if payload_bytes + ENVELOPE_HEADROOM > max_msg_size:
+        raise ConfigError(
+            f"PAYLOAD_BYTES={payload_bytes} does not fit in MAX_MSG_SIZE={max_msg_size} "
+            f"(with {ENVELOPE_HEADROOM} bytes for the envelope): {receiver} would drop the connection ({role})"
+        )
 
 
 def _number(kind: type, low: float | None, what: str, high: float | None = None) -> Callable[[str], Any]:
@@ -296,8 +308,10 @@ class Publish(Batch):
         "envelope (msgpack, sequence-checked by our subscribers) or plain (value hatX on topic catX, UTF-8)",
         choice("envelope", "plain"),
     )
+    payload_bytes: int = setting(0, "PAYLOAD_BYTES", PAD_HELP + "; FORMAT=envelope only", whole)
 
     def __post_init__(self) -> None:
+        _payload_fits(self.payload_bytes, self.max_msg_size, "a subscriber", getattr(self, "ROLE", ""))
         if self.messages == 0 and self.rate <= 0:
             raise ConfigError(
                 f"MESSAGES=0 publishes continuously and needs RATE > 0 (messages per second, e.g. RATE=10): "
@@ -354,11 +368,7 @@ class ClientSettings(Batch, Common):
     payload_bytes: int = setting(16, "PAYLOAD_BYTES", "size of each request's payload", whole)
 
     def __post_init__(self) -> None:
-        if self.payload_bytes + ENVELOPE_HEADROOM > self.max_msg_size:
-            raise ConfigError(
-                f"PAYLOAD_BYTES={self.payload_bytes} does not fit in MAX_MSG_SIZE={self.max_msg_size} "
-                f"(with {ENVELOPE_HEADROOM} bytes for the envelope): the broker would drop the connection (client)"
-            )
+        _payload_fits(self.payload_bytes, self.max_msg_size, "the broker", self.ROLE)
 
 
 @dataclass(frozen=True)
@@ -408,9 +418,11 @@ class VentilatorSettings(Batch, Common):
         "re-send rounds in a row that bring no new result before giving up (exit 1); 0 = never re-send",
         whole,
     )
+    payload_bytes: int = setting(0, "PAYLOAD_BYTES", PAD_HELP, whole)
 
     def __post_init__(self) -> None:
         _ledger_of("SINK_ENDPOINT", self.sink, "SINK_CONTROL", self.sink_control, self.ROLE)
+        _payload_fits(self.payload_bytes, self.max_msg_size, "a pipeworker", self.ROLE)
 
 
 @dataclass(frozen=True)

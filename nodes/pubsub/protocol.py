@@ -246,6 +246,7 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
     outbox = Outbox(node.ids.prefix, s.topics)
     pacer = Pacer(s.rate, node)
     plain = s.format == PLAIN
+    pad = bytes(s.payload_bytes)  # PAYLOAD_BYTES: a size for the event, subscribers ignore the field
     total = s.messages  # 0: continuous
     counters, failed = node.stats.counters, 0
     event(
@@ -259,6 +260,8 @@ def publish_batch(node: Node, waiting_for: str, ready: Callable[[], bool], send:
     )
     while (not total or outbox.n < total) and pacer.wait():
         topic, body = outbox.next()
+        if pad:
+            body["pad"] = pad
         payload = plain_payload(topic) if plain else wire.make(EVENT, node.ids(), body, node.name)
         if send(topic, payload):
             counters["sent"] += 1
