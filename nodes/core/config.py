@@ -25,6 +25,10 @@ from nodes.pipeline.protocol import MAX_BATCH_ID, MAX_WORK_MS, ledger_endpoint
 DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
 
 
+#: SECURITY: ``plain`` (the default, unauthenticated) or ``curve`` (nodes.core.security).
+SECURITY_MODES = ("plain", "curve")
+
+
 class ConfigError(ValueError):
     """A setting with a bad or missing value; the message names the variable."""
 
@@ -197,6 +201,11 @@ def password(value: str) -> str:
     return value
 
 
+def acl_user(value: str) -> str:
+    """Empty (Redis's default user) or an ACL user name as ``ACL SETUSER`` takes it."""
+    return _printable(value, "a Redis ACL user name", 128)
+
+
 def directory(value: str) -> str:
     if "\0" in value:
         raise ValueError("has a NUL character (not a path)")
@@ -265,6 +274,15 @@ class Common:
     peer_grace: float = setting(
         15.0, "PEER_GRACE", "seconds a node may lack the peers its job needs before /healthz fails", seconds
     )
+    security: str = setting(
+        "plain",
+        "SECURITY",
+        "plain (no authentication: anyone who reaches a port is trusted) or curve (ZeroMQ CURVE + a key allow-list)",
+        choice(*SECURITY_MODES),
+    )
+    keys_dir: str = setting(
+        "build/keys", "KEYS_DIR", "SECURITY=curve: directory of the keys (made by python -m ops.keys)", directory
+    )
 
     @property
     def name(self) -> str:
@@ -314,6 +332,9 @@ class Publish(Batch):
 class Redis:
     redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL", redis_url)
     redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)", password)
+    redis_user: str = setting(
+        "", "REDIS_USER", "Redis ACL user (empty: the default user; ops.keys makes one per role)", acl_user
+    )
 
 
 @dataclass(frozen=True)
@@ -531,7 +552,24 @@ def load(
     for f in fields:
         if f.name in REQUIRED and not values.get(f.name):
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
-    return settings(**values)
+    loaded = settings(**values)
+    if loaded.security == "curve":
+        _check_keys(loaded, fields)
+    return loaded
+
+
+def _check_keys(settings: Common, fields: tuple[dataclasses.Field, ...]) -> None:
+    """SECURITY=curve: every key file the role reads must exist now, not at its first bind or connect."""
+    from nodes.core.security import needed_files  # zmq only where curve is asked for
+
+    parsers = {f.metadata["parse"] for f in fields}
+    binds, connects = bind_endpoint in parsers, connect_endpoint in parsers
+    for path in needed_files(settings.keys_dir, settings.role, binds, connects):
+        if not path.exists():
+            raise ConfigError(
+                f"SECURITY=curve needs {path}, which does not exist (KEYS_DIR={settings.keys_dir!r}): "
+                f"run `make keys` (python -m ops.keys --dir {settings.keys_dir}) ({settings.role})"
+            )
 
 
 # --- the dashboard (issue 12): appended here on purpose, nothing above depends on it ---------------------

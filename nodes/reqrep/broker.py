@@ -111,7 +111,7 @@ class Broker(Node):
             if lru
             else self.socket(zmq.DEALER, maxmsgsize=cap, **s.zmtp_heartbeats())
         )
-        self.peers = PeerCounter(back)  # before bind, so that no worker connection goes uncounted
+        self.peers = self.count_peers(back)  # before bind, so that no worker connection goes uncounted
         try:
             self.bind(back, s.backend)
             monitor = self.peers.monitor

@@ -36,6 +36,8 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "MAX_MSG_SIZE": ({"65536": 65536, "2048": 2048}, ("0", "1023", "1e6", "abc", str(2**31))),
     "HOLD": ({"yes": True, "0": False, "": False}, ("maybe", "2")),
     "PEER_GRACE": ({"0": 0.0, "15": 15.0, "0.5": 0.5}, SECONDS_BAD),
+    "SECURITY": ({"plain": "plain"}, ("tls", "CURVE", "", "none")),  # curve: tests/local/test_security.py
+    "KEYS_DIR": ({"build/keys": "build/keys", "/tmp/k": "/tmp/k"}, ("/tmp/\0k",)),
     # Batch
     "RATE": ({"0": 0.0, "2.5": 2.5, "0.001": 0.001}, ("-1", "fast", NAN, INF, "1e-9")),
     "WAIT_TIMEOUT": ({"30": 30.0, "0.1": 0.1}, ("0", *SECONDS_BAD)),
@@ -77,6 +79,7 @@ TABLE: dict[str | tuple[str, str], Case] = {
         ("foo", "redis://127.0.0.1:99999/0", "redis://", "redis://h:0/0", "redis://h:x/0", "redis://h/db", ""),
     ),
     "REDIS_PASSWORD": ({"secret": "secret", "p@ss w0rd": "p@ss w0rd"}, ("", "secret\n")),
+    "REDIS_USER": ({"": "", "publisher": "publisher"}, ("a b", "x" * 129)),
     "MESSAGES": ({"12": 12, "1000": 1000}, ("-1", "x", str(2**31))),
     "TOPICS": ({"catA": ("catA",), " catA, catB ,,": ("catA", "catB")}, (",", "", "cat B", "a/b")),
     ("subscriber", "TOPICS"): ({"catA,catB": ("catA", "catB"), ",": ()}, ("cat B", "a/b")),
