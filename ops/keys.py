@@ -29,10 +29,13 @@ from pathlib import Path
 import zmq.auth
 
 from nodes import roles
-from nodes.core.security import ALLOWED, SERVER, public_file, secret_file
-from ops.compose import ROOT
+from nodes.core import config
+from nodes.core.security import ALLOWED, SERVER, needed_files, public_file, secret_file
+from ops.compose import ROOT, Project
 
 DEFAULT_DIR = ROOT / "build" / "keys"
+#: Laid over compose.yaml when SECURITY=curve (the keys mounted read-only, Redis ACL users).
+SECURITY_FILE = ROOT / "compose" / "security.yaml"
 #: The image's ``node`` group (compose/Dockerfile): the containers read the secrets through it.
 NODE_GID = 10001
 #: Channels the publisher user may PUBLISH to (an ACL glob): the default TOPICS catA..catD.
@@ -111,6 +114,42 @@ def make_keys(keys_dir: Path, force: bool = False, channels: str = DEFAULT_CHANN
             protect(path)
         written += [env_path, acl_path]
     return written
+
+
+def missing_keys(keys_dir: Path) -> list[Path]:
+    """Key files any role would miss in ``keys_dir`` (plus the Redis ACL files compose needs)."""
+    wanted = {
+        path
+        for r in roles.ROLES.values()
+        for path in needed_files(str(keys_dir), r.name, bool(r.binds), bool(r.connects))
+    }
+    wanted |= {keys_dir / ACL_FILE, keys_dir / ENV_FILE}
+    return sorted(p for p in wanted if not p.exists())
+
+
+def secure_project(project: Project, environ: dict[str, str] | None = None) -> None:
+    """SECURITY=curve in the environment: lay compose/security.yaml over ``project`` with the keys of KEYS_DIR.
+
+    Raises :class:`config.ConfigError` (one line) for a bad SECURITY or missing keys; SECURITY=plain or unset
+    leaves the project as it is (the unauthenticated default).
+    """
+    environ = dict(os.environ if environ is None else environ)
+    raw = environ.get("SECURITY", "plain")
+    try:
+        mode = config.choice(*config.SECURITY_MODES)(raw)
+    except ValueError as exc:
+        raise config.ConfigError(f"SECURITY={raw!r} {exc} (plain: no authentication; curve: make keys first)") from None
+    if mode != "curve":
+        return
+    keys_dir = Path(environ.get("KEYS_DIR") or DEFAULT_DIR).resolve()
+    missing = missing_keys(keys_dir)
+    if missing:
+        raise config.ConfigError(
+            f"SECURITY=curve needs {missing[0]}, which does not exist: "
+            f"run `make keys` (python -m ops.keys --dir {keys_dir})"
+        )
+    project.overrides.append(SECURITY_FILE)
+    project.env.update(read_env(keys_dir / ENV_FILE), KEYS_HOST_DIR=str(keys_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,11 @@ def message_size(value: str) -> int:
     return n
 
 
+def optional_message_size(value: str) -> int:
+    """0 (the same as MAX_MSG_SIZE) or a :func:`message_size`."""
+    return 0 if whole(value) == 0 else message_size(value)
+
+
 def port(value: str) -> int:
     n = whole(value)
     if n > 65535:
@@ -387,6 +392,26 @@ class BrokerSettings(Heartbeat, Common):
     ROLE: ClassVar[str] = "broker"
     frontend: str = setting("tcp://*:5555", "FRONTEND_BIND", "ROUTER for clients", bind_endpoint)
     backend: str = setting("tcp://*:5556", "BACKEND_BIND", "DEALER (proxy) / ROUTER (lru) for workers", bind_endpoint)
+    backend_max_msg_size: int = setting(
+        0,
+        "BACKEND_MAX_MSG_SIZE",
+        "largest request the workers accept, bytes (their MAX_MSG_SIZE; 0 = this broker's MAX_MSG_SIZE):"
+        " a larger one is refused to the client with the reason, never forwarded",
+        optional_message_size,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend_max_msg_size > self.max_msg_size:
+            raise ConfigError(
+                f"BACKEND_MAX_MSG_SIZE={self.backend_max_msg_size} is above MAX_MSG_SIZE={self.max_msg_size}:"
+                " the broker itself accepts no request that large (raise MAX_MSG_SIZE, or set 0) (broker)"
+            )
+
+    @property
+    def request_limit(self) -> int:
+        """Largest request the broker forwards: what its workers accept."""
+        return self.backend_max_msg_size or self.max_msg_size
 
 
 @dataclass(frozen=True)

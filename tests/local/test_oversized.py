@@ -110,3 +110,19 @@ def test_broker_answers_a_request_over_max_msg_size_with_the_reason(nodes, mode:
     assert reply == f"error: reply of {SMALL + 13} bytes exceeds MAX_MSG_SIZE {SMALL}".encode()
     c = broker.status()["counters"]
     assert (c["rejected"], c["oversized"]) == (2, 2), c
+
+
+def test_broker_holds_requests_to_the_backend_limit_when_workers_accept_less(nodes) -> None:
+    """BACKEND_MAX_MSG_SIZE: a broker at the default 1 MiB in front of workers at 64 KiB refuses a 70 KB request
+    with the reason instead of cutting a worker off, and the workers answer the next batch N/N."""
+    broker_env = {"BACKEND_MAX_MSG_SIZE": str(SMALL)}
+    broker, workers, frontend = start_cluster(
+        nodes, "proxy", 3, "0", broker_env=broker_env, worker_env={"MAX_MSG_SIZE": str(SMALL)}
+    )
+    reply = send_raw_request(frontend, b"x" * BIG)
+    assert reply == f"error: request of {BIG} bytes exceeds BACKEND_MAX_MSG_SIZE {SMALL}".encode()
+    c = broker.status()["counters"]
+    assert (c["rejected"], c["oversized"], c["requests"]) == (1, 1, 0), c
+    counters = run_batch(nodes, frontend, 60)
+    assert (counters["replied"], counters["failed"], counters["retried"]) == (60, 0, 0), counters
+    assert sum(w.status()["counters"].get("cut_off", 0) for w in workers) == 0

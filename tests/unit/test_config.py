@@ -53,6 +53,7 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "HEARTBEAT_LIVENESS": ({"1": 1, "3": 3}, ("0", "-3", "x", "10000")),  # 1 s x 10000: above libzmq's TTL
     "FRONTEND_BIND": ({"tcp://*:5555": "tcp://*:5555", "ipc:///tmp/f": "ipc:///tmp/f"}, ("*:5555", "tcp://*:0")),
     "BACKEND_BIND": ({"tcp://*:5556": "tcp://*:5556"}, ("tcp://*", "pgm://x:1")),
+    "BACKEND_MAX_MSG_SIZE": ({"0": 0, "65536": 65536}, ("-1", "1023", "x", str(2**21))),  # the last: > MAX_MSG_SIZE
     "BROKER_BACKEND": ({"tcp://[::1]:5556": "tcp://[::1]:5556"}, ("tcp://broker:65536", "udp://h:1")),
     "WORK_MS": ({"0": 0.0, "5": 5.0}, ("-1", "slow", NAN, INF, "1e12")),
     # ventilator, pipeworker, sink
