@@ -147,11 +147,14 @@ def dashboard_url(project: Project) -> str:
 def host_endpoints(project: Project) -> dict[str, str]:
     """Where a program on the host reaches the cluster (the fixed ports compose.yaml publishes)."""
     env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    curve = "KEYS_HOST_DIR" in project.env  # SECURITY=curve (ops.keys.secure_project)
+    key = ", CURVE: an allowed key, docs/wire.md" if curve else ""
+    passwords = f"{env['KEYS_HOST_DIR']}/redis.env" if curve else project.env_file.relative_to(ROOT)
     return {
-        "your REQ client": f"tcp://127.0.0.1:{env.get('FRONTEND_HOST_PORT', '5555')}  (broker frontend)",
-        "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub)",
+        "your REQ client": f"tcp://127.0.0.1:{env.get('FRONTEND_HOST_PORT', '5555')}  (broker frontend{key})",
+        "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub{key})",
         "your Redis client": f"redis://127.0.0.1:{env.get('REDIS_HOST_PORT', '6379')}/0  "
-        f"(password: REDIS_PASSWORD in {project.env_file.relative_to(ROOT)})",
+        f"(password: REDIS_PASSWORD in {passwords})",
     }
 
 
