@@ -25,6 +25,10 @@ from nodes.pipeline.protocol import MAX_BATCH_ID, MAX_WORK_MS, ledger_endpoint
 DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
 
 
+#: SECURITY: ``plain`` (the default, unauthenticated) or ``curve`` (nodes.core.security).
+SECURITY_MODES = ("plain", "curve")
+
+
 class ConfigError(ValueError):
     """A setting with a bad or missing value; the message names the variable."""
 
@@ -129,6 +133,11 @@ def message_size(value: str) -> int:
     return n
 
 
+def optional_message_size(value: str) -> int:
+    """0 (the same as MAX_MSG_SIZE) or a :func:`message_size`."""
+    return 0 if whole(value) == 0 else message_size(value)
+
+
 def port(value: str) -> int:
     n = whole(value)
     if n > 65535:
@@ -209,6 +218,11 @@ def password(value: str) -> str:
     return value
 
 
+def acl_user(value: str) -> str:
+    """Empty (Redis's default user) or an ACL user name as ``ACL SETUSER`` takes it."""
+    return _printable(value, "a Redis ACL user name", 128)
+
+
 def directory(value: str) -> str:
     if "\0" in value:
         raise ValueError("has a NUL character (not a path)")
@@ -277,6 +291,15 @@ class Common:
     peer_grace: float = setting(
         15.0, "PEER_GRACE", "seconds a node may lack the peers its job needs before /healthz fails", seconds
     )
+    security: str = setting(
+        "plain",
+        "SECURITY",
+        "plain (no authentication: anyone who reaches a port is trusted) or curve (ZeroMQ CURVE + a key allow-list)",
+        choice(*SECURITY_MODES),
+    )
+    keys_dir: str = setting(
+        "build/keys", "KEYS_DIR", "SECURITY=curve: directory of the keys (made by python -m ops.keys)", directory
+    )
 
     @property
     def name(self) -> str:
@@ -328,6 +351,9 @@ class Publish(Batch):
 class Redis:
     redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL", redis_url)
     redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)", password)
+    redis_user: str = setting(
+        "", "REDIS_USER", "Redis ACL user (empty: the default user; ops.keys makes one per role)", acl_user
+    )
 
 
 @dataclass(frozen=True)
@@ -376,6 +402,26 @@ class BrokerSettings(Heartbeat, Common):
     ROLE: ClassVar[str] = "broker"
     frontend: str = setting("tcp://*:5555", "FRONTEND_BIND", "ROUTER for clients", bind_endpoint)
     backend: str = setting("tcp://*:5556", "BACKEND_BIND", "DEALER (proxy) / ROUTER (lru) for workers", bind_endpoint)
+    backend_max_msg_size: int = setting(
+        0,
+        "BACKEND_MAX_MSG_SIZE",
+        "largest request the workers accept, bytes (their MAX_MSG_SIZE; 0 = this broker's MAX_MSG_SIZE):"
+        " a larger one is refused to the client with the reason, never forwarded",
+        optional_message_size,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend_max_msg_size > self.max_msg_size:
+            raise ConfigError(
+                f"BACKEND_MAX_MSG_SIZE={self.backend_max_msg_size} is above MAX_MSG_SIZE={self.max_msg_size}:"
+                " the broker itself accepts no request that large (raise MAX_MSG_SIZE, or set 0) (broker)"
+            )
+
+    @property
+    def request_limit(self) -> int:
+        """Largest request the broker forwards: what its workers accept."""
+        return self.backend_max_msg_size or self.max_msg_size
 
 
 @dataclass(frozen=True)
@@ -543,7 +589,24 @@ def load(
     for f in fields:
         if f.name in REQUIRED and not values.get(f.name):
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
-    return settings(**values)
+    loaded = settings(**values)
+    if loaded.security == "curve":
+        _check_keys(loaded, fields)
+    return loaded
+
+
+def _check_keys(settings: Common, fields: tuple[dataclasses.Field, ...]) -> None:
+    """SECURITY=curve: every key file the role reads must exist now, not at its first bind or connect."""
+    from nodes.core.security import needed_files  # zmq only where curve is asked for
+
+    parsers = {f.metadata["parse"] for f in fields}
+    binds, connects = bind_endpoint in parsers, connect_endpoint in parsers
+    for path in needed_files(settings.keys_dir, settings.role, binds, connects):
+        if not path.exists():
+            raise ConfigError(
+                f"SECURITY=curve needs {path}, which does not exist (KEYS_DIR={settings.keys_dir!r}): "
+                f"run `make keys` (python -m ops.keys --dir {settings.keys_dir}) ({settings.role})"
+            )
 
 
 # --- the dashboard (issue 12): appended here on purpose, nothing above depends on it ---------------------

@@ -122,7 +122,7 @@ class Ventilator(Node):
             zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **beats
         )
         if not s.bind.startswith("inproc://"):
-            self.peers = PeerCounter(tasks)
+            self.peers = self.count_peers(tasks)
         try:
             self.bind(tasks, s.bind)
             self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **beats)
