@@ -114,7 +114,7 @@ def where_to_look(project: Project) -> None:
     for service in ("broker", "sink", "subscriber", "zsub"):
         if service in urls:
             say(f"  {service:<16} {urls[service]}   (also /metrics, /healthz)")
-    for what, url in host_endpoints(project).items():
+    for what, url in (host_endpoints(project) | echo_endpoints(project)).items():
         say(f"  {what:<16} {url}")
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
@@ -147,6 +147,24 @@ def host_endpoints(project: Project) -> dict[str, str]:
         "your Redis client": f"redis://127.0.0.1:{env.get('REDIS_HOST_PORT', '6379')}/0  "
         f"(password: REDIS_PASSWORD in {project.env_file.relative_to(ROOT)})",
     }
+
+
+#: The plain-socket servers and their container port, published on an ephemeral 127.0.0.1 port (compose.yaml).
+ECHO_PORTS = {"udpserver": ("5561/udp", "your UDP client"), "tcpserver": ("5562/tcp", "your TCP client")}
+
+
+def echo_endpoints(project: Project) -> dict[str, str]:
+    """Where a program on the host reaches the echo servers (docker chose the host ports)."""
+    out = {}
+    for service, (port, what) in ECHO_PORTS.items():
+        for container in project.containers([service], running=True)[:1]:
+            for binding in (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(port) or []:
+                if binding.get("HostPort"):
+                    example = f"examples/{service.replace('server', 'client')}.py"
+                    out[what] = (
+                        f"127.0.0.1:{binding['HostPort']}  ({service}; {example} 127.0.0.1:{binding['HostPort']})"
+                    )
+    return out
 
 
 def cmd_down(args: argparse.Namespace, project: Project) -> int:
@@ -259,6 +277,8 @@ PROGRESS_TITLES = {
     "ventilator": "pipeline",
     "publisher": "Redis pub/sub",
     "zpub": "ZeroMQ pub/sub",
+    "udpclient": "UDP echo",
+    "tcpclient": "TCP echo",
 }
 
 
@@ -325,6 +345,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         "ZPUB_FORMAT": "envelope",
         "MIN_SUBSCRIBERS": str(running["subscriber"]),
         "ZMIN_SUBSCRIBERS": str(running["zsub"]),
+        "ECHO_REQUESTS": str(args.requests),
+        "ECHO_RATE": "0",
     }
     say(f"demo on project {project.name}, batch {batch}:")
     say(
@@ -339,7 +361,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     project.wait_healthy(args.timeout, services=BATCH_SERVICES, expect={"client": clients})
     targets = project.targets()
     totals = {"client": clients * args.requests, "ventilator": args.tasks, "publisher": args.messages}
-    wait_batches(targets, {**totals, "zpub": args.messages}, batch, args.timeout)
+    echo = dict.fromkeys(ECHO_CLIENTS, args.requests)
+    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout)
     settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])
@@ -396,10 +419,29 @@ def report(
                 + " ".join(f"{t} {n}" for t, n in got.items())
                 + f"  gaps+dups+reordered+unexpected {anomalies}"
             )
-    return lost
+    return lost + report_echo(after, targets)
 
 
 COUNTS = ("sent", "replied", "failed", "retried")
+#: The plain-socket clients, their demo line's title and the counters it shows after sent/answered/lost.
+ECHO_CLIENTS = {
+    "udpclient": ("UDP echo", ("reordered", "duplicates", "late")),
+    "tcpclient": ("TCP echo", ("split_reads", "joined_reads")),
+}
+
+
+def report_echo(after: dict[str, dict[str, Any]], targets: list[tuple[str, str]]) -> int:
+    """One line per echo client (fresh containers: their counts are this batch's); returns the requests lost."""
+    lost = 0
+    for service, (title, extra) in ECHO_CLIENTS.items():
+        for label, _ in by_service(targets, service):
+            c = after[label].get("counters") or {}
+            lost += c.get("sent", 0) - c.get("answered", 0)  # lost, or never settled
+            more = "  ".join(f"{name.replace('_', ' ')} {c.get(name, 0)}" for name in extra)
+            say(
+                f"[bold]{title:<15}[/] sent {c.get('sent')}  answered {c.get('answered')}  lost {c.get('lost')}  {more}"
+            )
+    return lost
 
 
 # --- command line ------------------------------------------------------------------------------------
