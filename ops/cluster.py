@@ -153,18 +153,25 @@ def host_endpoints(project: Project) -> dict[str, str]:
 ECHO_PORTS = {"udpserver": ("5561/udp", "your UDP client"), "tcpserver": ("5562/tcp", "your TCP client")}
 
 
-def echo_endpoints(project: Project) -> dict[str, str]:
-    """Where a program on the host reaches the echo servers (docker chose the host ports)."""
+def echo_host_ports(project: Project) -> dict[str, int]:
+    """Service -> the 127.0.0.1 port docker published for the echo server's port (running ones only)."""
     out = {}
-    for service, (port, what) in ECHO_PORTS.items():
+    for service, (port, _) in ECHO_PORTS.items():
         for container in project.containers([service], running=True)[:1]:
             for binding in (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(port) or []:
                 if binding.get("HostPort"):
-                    example = f"examples/{service.replace('server', 'client')}.py"
-                    out[what] = (
-                        f"127.0.0.1:{binding['HostPort']}  ({service}; {example} 127.0.0.1:{binding['HostPort']})"
-                    )
+                    out[service] = int(binding["HostPort"])
     return out
+
+
+def echo_endpoints(project: Project) -> dict[str, str]:
+    """Where a program on the host reaches the echo servers (docker chose the host ports)."""
+    return {
+        ECHO_PORTS[service][
+            1
+        ]: f"127.0.0.1:{port}  (examples/{service.replace('server', 'client')}.py 127.0.0.1:{port})"
+        for service, port in echo_host_ports(project).items()
+    }
 
 
 def cmd_down(args: argparse.Namespace, project: Project) -> int:
