@@ -316,6 +316,33 @@ class Redis:
     redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)", password)
 
 
+def amqp_url(value: str) -> str:
+    """amqp://[user:password@]host[:port][/vhost] (or amqps://), as pika's URLParameters reads it."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 - ValueError when out of 0-65535 or not a number
+    except ValueError as exc:
+        raise ValueError(f"is not an AMQP URL ({exc})") from None
+    if url.scheme not in ("amqp", "amqps") or not url.hostname:
+        raise ValueError("is not an AMQP URL (amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    return value
+
+
+@dataclass(frozen=True)
+class Amqp:
+    """The message broker of the pub/sub pair (issue 14): Redis (default) or RabbitMQ."""
+
+    backend: str = setting(
+        "redis",
+        "BACKEND",
+        "redis (PUBLISH/SUBSCRIBE) or rabbitmq (a topic exchange, one exclusive queue per subscriber)",
+        choice("redis", "rabbitmq"),
+    )
+    amqp_url: str = setting(
+        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
+    )
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     mode: str = setting(
@@ -460,12 +487,12 @@ class SinkSettings(Common):
 
 
 @dataclass(frozen=True)
-class PublisherSettings(Publish, Redis, Common):
+class PublisherSettings(Publish, Amqp, Redis, Common):
     ROLE: ClassVar[str] = "publisher"
 
 
 @dataclass(frozen=True)
-class SubscriberSettings(Redis, Common):
+class SubscriberSettings(Amqp, Redis, Common):
     ROLE: ClassVar[str] = "subscriber"
     topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics to subscribe to", topics)
 
@@ -529,7 +556,7 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} {exc} ({role}: {f.metadata['help']})") from None
     for f in fields:
-        if f.name in REQUIRED and not values.get(f.name):
+        if f.name in REQUIRED and not values.get(f.name) and values.get("backend", "redis") == "redis":
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
     return settings(**values)
 

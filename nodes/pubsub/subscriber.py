@@ -29,6 +29,7 @@ import redis
 
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
+from nodes.pubsub.amqpconn import AMQP_ERRORS, AmqpSubscription, unreachable
 from nodes.pubsub.protocol import Inbox
 from nodes.pubsub.redisconn import RedisCall, fatal, redis_client, release_big_buffers
 
@@ -54,6 +55,8 @@ class Subscriber(Node):
 
     def serve(self) -> int:
         s = self.settings
+        if s.backend == "rabbitmq":
+            return self._serve_amqp()
         client = redis_client(s, self.name)
         pubsub = client.pubsub()
         call = self.call
@@ -79,6 +82,30 @@ class Subscriber(Node):
             client.close()
         return 0
 
+    def _serve_amqp(self) -> int:
+        """BACKEND=rabbitmq: an exclusive queue bound to TOPICS (nodes.pubsub.amqpconn); the same Inbox checks."""
+        try:
+            sub = AmqpSubscription(self, self.settings.topics, self._deliver)
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        self.subscribed.update(sub.topics)
+        try:
+            sub.run()
+        except AMQP_ERRORS as exc:
+            return 0 if self.stop.is_set() else unreachable(self, exc)
+        finally:
+            sub.close()
+        return 0
+
+    def _deliver(self, topic: str, data: bytes) -> None:
+        if len(data) > self.max_size:
+            self.stats.incr("oversized")
+            self.inbox.reject(
+                f"oversized: {len(data)} bytes, above MAX_MSG_SIZE={self.max_size}", self.settings.backend
+            )
+            return
+        self.inbox.accept(topic, data, self.settings.backend)
+
     def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
         topic = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else str(channel)
@@ -87,12 +114,7 @@ class Subscriber(Node):
                 self.subscribed.add(topic)
                 event(log, "subscribed", topic=topic, subscriptions=message["data"])
         elif kind in ("message", "pmessage"):
-            data = message["data"]
-            if len(data) > self.max_size:
-                self.stats.incr("oversized")
-                self.inbox.reject(f"oversized: {len(data)} bytes, above MAX_MSG_SIZE={self.max_size}", "redis")
-                return
-            self.inbox.accept(topic, data, "redis")
+            self._deliver(topic, message["data"])
 
     def extra_status(self) -> dict[str, Any]:
         limits = {"max_msg_size": self.max_size, "big_buffers_released": self.big_buffers_released}

@@ -102,6 +102,12 @@ TABLE: dict[str | tuple[str, str], Case] = {
     ("udpclient", "PAYLOAD_BYTES"): ({"0": 0, "65499": 65499}, ("-1", "x", "65500")),  # + 8-byte header: UDP's max
     "MAX_PAYLOAD": ({"0": 0, "65536": 65536}, ("-1", "x", "1.5", str(2**31))),
     "SEED": ({"0": 0, "42": 42}, ("-1", "x", "1.5")),
+    # publisher, subscriber with BACKEND=rabbitmq
+    "BACKEND": ({"redis": "redis", "rabbitmq": "rabbitmq"}, ("RabbitMQ", "kafka", "")),
+    "AMQP_URL": (
+        {"amqp://u:p@rabbitmq:5672/%2F": "amqp://u:p@rabbitmq:5672/%2F", "amqps://h": "amqps://h"},
+        ("redis://h:1", "amqp://", "amqp://h:99999/", "h:5672"),
+    ),
 }
 #: Extra environment a value needs besides its own (a continuous publisher needs a rate).
 BASE_ENV = {"publisher": PASSWORD, "subscriber": PASSWORD}
@@ -214,6 +220,11 @@ def test_redis_password_is_required(role: str) -> None:
         with pytest.raises(config.ConfigError, match=rf"^REDIS_PASSWORD is required for {role}"):
             roles.load(role, environ=environ)
     assert roles.load(role, environ=PASSWORD).redis_password == "secret"
+
+
+def test_rabbitmq_backend_needs_no_redis_password() -> None:
+    for role in ("publisher", "subscriber"):
+        assert roles.load(role, environ={"BACKEND": "rabbitmq"}).backend == "rabbitmq"
 
 
 def test_roles_without_redis_do_not_need_a_password() -> None:
