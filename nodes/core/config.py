@@ -343,6 +343,31 @@ class Amqp:
     )
 
 
+def queue_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", value) or value.startswith("amq."):
+        raise ValueError("is not a queue name (letters, digits, _ . : -; not amq.*, RabbitMQ's own)")
+    return value
+
+
+@dataclass(frozen=True)
+class AmqpTasks:
+    """The pipeline's task transport (issue 14): PUSH/PULL (default) or a durable RabbitMQ work queue."""
+
+    backend: str = setting(
+        "zmq",
+        "BACKEND",
+        "zmq (PUSH/PULL; the ventilator re-sends what the sink misses) or rabbitmq (a durable queue with acks:"
+        " the broker redelivers a lost pipeworker's tasks)",
+        choice("zmq", "rabbitmq"),
+    )
+    amqp_url: str = setting(
+        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
+    )
+    task_queue: str = setting(
+        "mpc.tasks", "TASK_QUEUE", "the durable RabbitMQ queue of the tasks (BACKEND=rabbitmq)", queue_name
+    )
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     mode: str = setting(
@@ -403,7 +428,7 @@ class WorkerSettings(Heartbeat, Common):
 
 
 @dataclass(frozen=True)
-class VentilatorSettings(Batch, Common):
+class VentilatorSettings(Batch, AmqpTasks, Common):
     ROLE: ClassVar[str] = "ventilator"
     bind: str = setting("tcp://*:5557", "VENT_BIND", "PUSH endpoint pipeworkers connect to", bind_endpoint)
     sink: str = setting(
@@ -441,8 +466,11 @@ class VentilatorSettings(Batch, Common):
 
 
 @dataclass(frozen=True)
-class PipeworkerSettings(Common):
+class PipeworkerSettings(AmqpTasks, Common):
     ROLE: ClassVar[str] = "pipeworker"
+    prefetch: int = setting(
+        10, "PREFETCH", "BACKEND=rabbitmq: unacknowledged tasks the broker may hand this worker at once", positive
+    )
     ventilator: str = setting(
         "tcp://127.0.0.1:5557", "VENT_ENDPOINT", "ventilator to pull tasks from", connect_endpoint
     )

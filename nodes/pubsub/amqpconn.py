@@ -21,12 +21,11 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from nodes.core.amqp import connect
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
 
 log = logging.getLogger(__name__)
-#: pika logs every connection step, and a failure as a dozen lines; our one error line (:func:`unreachable`) says it.
-logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 EXCHANGE = "mpc.topics"
 PRESENCE_KEY = "mpc.presence"
@@ -34,36 +33,6 @@ PRESENCE_KEY = "mpc.presence"
 REPLY_TO = "amq.rabbitmq.reply-to"
 #: Seconds between presence queries while waiting for subscribers.
 ASK_EVERY = 0.5
-#: What pika raises when the broker or the connection fails (the caller logs it as one line).
-AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
-
-
-def connect(url: str, name: str) -> pika.BlockingConnection:
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    params.heartbeat = 30
-    params.blocked_connection_timeout = 30
-    params.connection_attempts = 1
-    params.socket_timeout = 5
-    return pika.BlockingConnection(params)
-
-
-def redacted(url: str) -> str:
-    head, at, tail = url.rpartition("@")
-    return f"{head.split('//', 1)[0]}//***@{tail}" if at else url
-
-
-def unreachable(node: Node, exc: BaseException) -> int:
-    """One error line for a broker that cannot be reached or refused us; exit code 1."""
-    event(
-        log,
-        "rabbitmq_error",
-        logging.ERROR,
-        error=repr(exc),
-        url=redacted(node.settings.amqp_url),
-        hint="is rabbitmq-server running there (make up RABBITMQ=1), and are the user and password right?",
-    )
-    return 1
 
 
 class AmqpPublisher:

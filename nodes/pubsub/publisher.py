@@ -25,9 +25,10 @@ from typing import Any
 
 import redis
 
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
-from nodes.pubsub.amqpconn import AMQP_ERRORS, AmqpPublisher, unreachable
+from nodes.pubsub.amqpconn import AmqpPublisher
 from nodes.pubsub.protocol import publish_batch, published_summary
 from nodes.pubsub.redisconn import RedisCall, fatal, redacted, redis_client, transient
 

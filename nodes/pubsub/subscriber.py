@@ -27,9 +27,10 @@ from typing import Any
 
 import redis
 
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
-from nodes.pubsub.amqpconn import AMQP_ERRORS, AmqpSubscription, unreachable
+from nodes.pubsub.amqpconn import AmqpSubscription
 from nodes.pubsub.protocol import Inbox
 from nodes.pubsub.redisconn import RedisCall, fatal, redis_client, release_big_buffers
 

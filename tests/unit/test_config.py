@@ -104,6 +104,11 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "SEED": ({"0": 0, "42": 42}, ("-1", "x", "1.5")),
     # publisher, subscriber with BACKEND=rabbitmq
     "BACKEND": ({"redis": "redis", "rabbitmq": "rabbitmq"}, ("RabbitMQ", "kafka", "")),
+    # ventilator, pipeworker with BACKEND=rabbitmq (a durable work queue)
+    ("ventilator", "BACKEND"): ({"zmq": "zmq", "rabbitmq": "rabbitmq"}, ("redis", "ZMQ", "")),
+    ("pipeworker", "BACKEND"): ({"zmq": "zmq", "rabbitmq": "rabbitmq"}, ("redis", "")),
+    "TASK_QUEUE": ({"mpc.tasks": "mpc.tasks", "q-1": "q-1"}, ("", "amq.x", "a b", "x" * 201)),
+    "PREFETCH": ({"1": 1, "10": 10}, ("0", "-1", "x")),
     "AMQP_URL": (
         {"amqp://u:p@rabbitmq:5672/%2F": "amqp://u:p@rabbitmq:5672/%2F", "amqps://h": "amqps://h"},
         ("redis://h:1", "amqp://", "amqp://h:99999/", "h:5672"),
