@@ -329,7 +329,14 @@ def amqp_url(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class Amqp:
+class AmqpUrl:
+    amqp_url: str = setting(
+        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
+    )
+
+
+@dataclass(frozen=True)
+class Amqp(AmqpUrl):
     """The message broker of the pub/sub pair (issue 14): Redis (default) or RabbitMQ."""
 
     backend: str = setting(
@@ -337,9 +344,6 @@ class Amqp:
         "BACKEND",
         "redis (PUBLISH/SUBSCRIBE) or rabbitmq (a topic exchange, one exclusive queue per subscriber)",
         choice("redis", "rabbitmq"),
-    )
-    amqp_url: str = setting(
-        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
     )
 
 
@@ -350,7 +354,7 @@ def queue_name(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class AmqpTasks:
+class AmqpTasks(AmqpUrl):
     """The pipeline's task transport (issue 14): PUSH/PULL (default) or a durable RabbitMQ work queue."""
 
     backend: str = setting(
@@ -359,9 +363,6 @@ class AmqpTasks:
         "zmq (PUSH/PULL; the ventilator re-sends what the sink misses) or rabbitmq (a durable queue with acks:"
         " the broker redelivers a lost pipeworker's tasks)",
         choice("zmq", "rabbitmq"),
-    )
-    amqp_url: str = setting(
-        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
     )
     task_queue: str = setting(
         "mpc.tasks", "TASK_QUEUE", "the durable RabbitMQ queue of the tasks (BACKEND=rabbitmq)", queue_name
