@@ -63,8 +63,9 @@ image: install ## build the node image offline (base image by debootstrap, wheel
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
 	bash scripts/build-prometheus-image.sh
 
-up: image ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1]
-	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
+up: image ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [RABBITMQ=1]
+	$(if $(filter-out 0,$(RABBITMQ)),bash scripts/build-rabbitmq-image.sh)
+	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus) $(if $(filter-out 0,$(RABBITMQ)),--rabbitmq)
 
 down: venv ## stop and remove the compose cluster
 	$(PY) -m ops.cluster down

@@ -46,6 +46,9 @@ BATCH_SERVICES = roles.one_shot()
 #: The optional Prometheus: its compose profile and image (scripts/build-prometheus-image.sh).
 PROMETHEUS_PROFILE = "prometheus"
 PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "mpc-prometheus:latest")
+#: The optional RabbitMQ (scripts/build-rabbitmq-image.sh): pub/sub and the pipeline then go through it.
+RABBITMQ_PROFILE = "rabbitmq"
+RABBITMQ_IMAGE = os.environ.get("RABBITMQ_IMAGE", "mpc-rabbitmq:latest")
 #: The dashboard only watches: a demo runs without it.
 OBSERVERS = tuple(name for name in roles.NAMES if roles.ROLES[name].pattern == "dashboard")
 NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES and name not in OBSERVERS), "redis")
@@ -78,6 +81,13 @@ def cmd_up(args: argparse.Namespace, project: Project) -> int:
             say(f"[red]image {PROMETHEUS_IMAGE} not found[/]: build it with `make image`")
             return 1
         with_prometheus(project)
+    if args.rabbitmq:
+        if not image_exists(RABBITMQ_IMAGE):
+            say(f"[red]image {RABBITMQ_IMAGE} not found[/]: build it with `make up RABBITMQ=1`")
+            return 1
+        code = with_rabbitmq(project, args.timeout)
+        if code:
+            return code
     # The batch senders wait for every replica (handshakes), unless the caller chose otherwise.
     for var, n in (("MIN_PIPEWORKERS", args.pipe_workers), ("MIN_SUBSCRIBERS", args.subscribers)):
         project.env[var] = os.environ.get(var, str(n))
@@ -125,6 +135,30 @@ def with_prometheus(project: Project) -> None:
     """Enable the compose profile of the optional Prometheus, and link the dashboard to it."""
     project.env["COMPOSE_PROFILES"] = PROMETHEUS_PROFILE
     project.env["PROMETHEUS_URL"] = prometheus_url(project)
+
+
+def with_rabbitmq(project: Project, timeout: float) -> int:
+    """Enable the RabbitMQ profile, make pub/sub and the pipeline use it, and start it first (healthy), so the
+    publisher, subscribers, ventilator and pipeworkers find it: they cannot depend_on an optional service."""
+    profiles = [p for p in project.env.get("COMPOSE_PROFILES", "").split(",") if p]
+    project.env["COMPOSE_PROFILES"] = ",".join([*profiles, RABBITMQ_PROFILE])
+    project.env |= {"PUBSUB_BACKEND": "rabbitmq", "PIPE_BACKEND": "rabbitmq"}
+    say("starting rabbitmq first (pub/sub and the pipeline go through it)")
+    try:
+        project.up(["rabbitmq"], {"rabbitmq": 1}, quiet=True)
+        project.wait_healthy(timeout, services=["rabbitmq"], expect={"rabbitmq": 1})
+    except ComposeError as exc:
+        say(f"[red]{exc}[/]")
+        return 1
+    return 0
+
+
+def follow_rabbitmq(project: Project) -> bool:
+    """When this project runs RabbitMQ (up --rabbitmq), containers recreated now (demo, scale) use it too."""
+    if not project.containers(["rabbitmq"], running=True):
+        return False
+    project.env |= {"PUBSUB_BACKEND": "rabbitmq", "PIPE_BACKEND": "rabbitmq"}
+    return True
 
 
 def prometheus_url(project: Project) -> str:
@@ -210,6 +244,7 @@ def cmd_scale(args: argparse.Namespace, project: Project) -> int:
         say("[red]nothing to scale[/]: give --workers N, --pipe-workers N and/or --subscribers N")
         return 2
     t0 = time.monotonic()
+    follow_rabbitmq(project)
     before = {svc: len(project.containers([svc], running=True)) for svc in scale}
     # --no-recreate: running replicas keep serving; compose only adds or removes containers.
     project.up(list(scale), scale, no_deps=True, recreate="no")
@@ -355,6 +390,11 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         "ECHO_REQUESTS": str(args.requests),
         "ECHO_RATE": "0",
     }
+    if follow_rabbitmq(project):
+        say(
+            "[bold]RabbitMQ[/] (make up RABBITMQ=1): pub/sub through a topic exchange,"
+            " the pipeline's tasks through a durable queue"
+        )
     say(f"demo on project {project.name}, batch {batch}:")
     say(
         f"  {clients} clients x {args.requests} requests -> {running['worker']} workers;"
@@ -480,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=os.environ.get("PROMETHEUS", "") not in ("", "0"),
         help="also start Prometheus on 127.0.0.1:$PROMETHEUS_PORT (9090), scraping every node ($PROMETHEUS=1)",
+    )
+    up.add_argument(
+        "--rabbitmq",
+        action="store_true",
+        default=os.environ.get("RABBITMQ", "") not in ("", "0"),
+        help="also start RabbitMQ; publisher/subscribers and ventilator/pipeworkers then use it ($RABBITMQ=1)",
     )
 
     sub.add_parser("down", help="remove this project's containers, networks and volumes (nothing else)")

@@ -82,6 +82,8 @@ class Ventilator(Node):
         self.resent = 0
         self.rounds = 0
         self.peers: PeerCounter | None = None
+        #: BACKEND=rabbitmq: the queue's consumers at the last count (there is no PUSH socket to watch).
+        self.consumers: int | None = None
         self.control: zmq.Socket | None = None
         try:
             self.sink_control = protocol.ledger_endpoint(s.sink, s.sink_control)
@@ -104,7 +106,12 @@ class Ventilator(Node):
         }
 
     def peer_count(self) -> int | None:
-        return self.peers.count if self.peers else None
+        return self.peers.count if self.peers else self.consumers
+
+    def _consuming(self, queue: TaskQueue) -> int:
+        """Pipeworkers consuming the RabbitMQ queue now (kept for /status like the PUSH socket's peers)."""
+        self.consumers = queue.consumers()
+        return self.consumers
 
     def summary(self) -> str:
         p = self.progress
@@ -194,7 +201,7 @@ class Ventilator(Node):
             return True
         if isinstance(tasks, TaskQueue):
             what = what or f"{want} pipeworkers consuming RabbitMQ queue {tasks.name}"
-            return self.wait_for(what, lambda: tasks.consumers() >= want, s.wait_timeout)
+            return self.wait_for(what, lambda: self._consuming(tasks) >= want, s.wait_timeout)
         if self.peers is None:
             event(log, "inproc_peer_count_unknown", logging.WARNING, hint="waiting for at least one pipeworker")
             return self.wait_for(f"a pipeworker on {s.bind}", lambda: tasks.poll(0, zmq.POLLOUT), s.wait_timeout)
