@@ -30,7 +30,7 @@ help: ## list the targets (default)
 	@echo "make TARGET [PYTHON=python3.X]   (python: $(PY); compose tool: $(COMPOSE))"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: system-packages venv ## what every target needs: redis-server, debootstrap, chromium + chromium-driver (the dashboard's browser test) (apt, as root, when missing) and .venv
+install: system-packages venv ## what every target needs: redis-server, rabbitmq-server (its tests), debootstrap, chromium + chromium-driver (the dashboard's browser test) (apt, as root, when missing) and .venv
 
 # Not in `make help`: the apt part of `install`. python3.X-venv only for a Debian python without ensurepip.
 system-packages:
@@ -38,6 +38,7 @@ system-packages:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	{ command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null || missing="$$missing debootstrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
 	{ command -v chromedriver || test -x /usr/bin/chromedriver; } >/dev/null || missing="$$missing chromium-driver"; \
 	if [ ! -x $(PY) ] && ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 	  missing="$$missing $$($(PYTHON) -c 'import sys; sys.base_prefix == "/usr" and print("python%d.%d-venv" % sys.version_info[:2])' 2>/dev/null)"; \
@@ -62,8 +63,9 @@ image: install ## build the node image offline (base image by debootstrap, wheel
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
 	bash scripts/build-prometheus-image.sh
 
-up: image $(if $(filter curve,$(SECURITY)),keys) ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [SECURITY=curve]
-	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
+up: image $(if $(filter curve,$(SECURITY)),keys) ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [RABBITMQ=1] [SECURITY=curve]
+	$(if $(filter-out 0,$(RABBITMQ)),bash scripts/build-rabbitmq-image.sh)
+	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus) $(if $(filter-out 0,$(RABBITMQ)),--rabbitmq)
 
 keys: venv ## SECURITY=curve: CURVE keypairs, the ZAP allow-list and Redis ACL users in build/keys (once; --force anew)
 	$(PY) -m ops.keys

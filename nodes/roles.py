@@ -52,11 +52,27 @@ class Role:
 
     @property
     def binds(self) -> tuple[str, ...]:
-        return self.endpoints(config.bind_endpoint)
+        """Settings this role binds: ZeroMQ endpoints and plain socket addresses (the echo servers)."""
+        return self.endpoints(config.bind_endpoint) + self.endpoints(config.bind_address)
 
     @property
     def connects(self) -> tuple[str, ...]:
-        return self.endpoints(config.connect_endpoint)
+        return self.endpoints(config.connect_endpoint) + self.endpoints(config.server_address)
+
+    @property
+    def zmq_connects(self) -> bool:
+        """Whether it connects a ZeroMQ socket (needs a CURVE client keypair under SECURITY=curve)."""
+        return bool(self.endpoints(config.connect_endpoint))
+
+    @property
+    def zmq_binds(self) -> bool:
+        """Whether it binds a ZeroMQ socket (needs the CURVE server keypair under SECURITY=curve)."""
+        return bool(self.endpoints(config.bind_endpoint))
+
+    @property
+    def speaks_zmq(self) -> bool:
+        """Whether it binds or connects a ZeroMQ socket (the echo roles use plain sockets)."""
+        return self.zmq_binds or self.zmq_connects
 
 
 _ROLES = (
@@ -139,6 +155,35 @@ _ROLES = (
         "nodes.dashboard.dashboard:Dashboard",
         config.DashboardSettings,
         "read-only web page of the cluster: polls every node's /status (found by DNS or given), live at DASHBOARD_PORT",
+    ),
+    # --- the chapter's first programs: plain UDP and TCP sockets, no ZeroMQ (issue 14) ---
+    Role(
+        "udpserver",
+        "sockets",
+        "nodes.sockets.udpserver:UdpServer",
+        config.UdpServerSettings,
+        "udpecho server: echoes every datagram to its sender (UDP_BIND); counts datagrams and senders",
+    ),
+    Role(
+        "udpclient",
+        "sockets",
+        "nodes.sockets.udpclient:UdpClient",
+        config.UdpClientSettings,
+        "udpecho client: REQUESTS numbered datagrams, WINDOW in flight; reports sent/answered/lost/reordered",
+    ),
+    Role(
+        "tcpserver",
+        "sockets",
+        "nodes.sockets.tcpserver:TcpServer",
+        config.TcpServerSettings,
+        "tcpecho server: echoes each length-prefixed message whole; bad framing is a counted reject and a close",
+    ),
+    Role(
+        "tcpclient",
+        "sockets",
+        "nodes.sockets.tcpclient:TcpClient",
+        config.TcpClientSettings,
+        "tcpecho client: REQUESTS length-prefixed messages of random sizes (0..MAX_PAYLOAD), each echo checked whole",
     ),
 )
 #: Role name -> Role, in the order of the diagram (each pattern's roles together).

@@ -48,6 +48,9 @@ BATCH_SERVICES = roles.one_shot()
 #: The optional Prometheus: its compose profile and image (scripts/build-prometheus-image.sh).
 PROMETHEUS_PROFILE = "prometheus"
 PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "mpc-prometheus:latest")
+#: The optional RabbitMQ (scripts/build-rabbitmq-image.sh): pub/sub and the pipeline then go through it.
+RABBITMQ_PROFILE = "rabbitmq"
+RABBITMQ_IMAGE = os.environ.get("RABBITMQ_IMAGE", "mpc-rabbitmq:latest")
 #: The dashboard only watches: a demo runs without it.
 OBSERVERS = tuple(name for name in roles.NAMES if roles.ROLES[name].pattern == "dashboard")
 NEEDED = (*(name for name in roles.NAMES if name not in BATCH_SERVICES and name not in OBSERVERS), "redis")
@@ -80,6 +83,13 @@ def cmd_up(args: argparse.Namespace, project: Project) -> int:
             say(f"[red]image {PROMETHEUS_IMAGE} not found[/]: build it with `make image`")
             return 1
         with_prometheus(project)
+    if args.rabbitmq:
+        if not image_exists(RABBITMQ_IMAGE):
+            say(f"[red]image {RABBITMQ_IMAGE} not found[/]: build it with `make up RABBITMQ=1`")
+            return 1
+        code = with_rabbitmq(project, args.timeout)
+        if code:
+            return code
     # The batch senders wait for every replica (handshakes), unless the caller chose otherwise.
     for var, n in (("MIN_PIPEWORKERS", args.pipe_workers), ("MIN_SUBSCRIBERS", args.subscribers)):
         project.env[var] = os.environ.get(var, str(n))
@@ -116,7 +126,7 @@ def where_to_look(project: Project) -> None:
     for service in ("broker", "sink", "subscriber", "zsub"):
         if service in urls:
             say(f"  {service:<16} {urls[service]}   (also /metrics, /healthz)")
-    for what, url in host_endpoints(project).items():
+    for what, url in (host_endpoints(project) | echo_endpoints(project)).items():
         say(f"  {what:<16} {url}")
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
@@ -131,6 +141,30 @@ def with_prometheus(project: Project) -> None:
     """Enable the compose profile of the optional Prometheus, and link the dashboard to it."""
     project.env["COMPOSE_PROFILES"] = PROMETHEUS_PROFILE
     project.env["PROMETHEUS_URL"] = prometheus_url(project)
+
+
+def with_rabbitmq(project: Project, timeout: float) -> int:
+    """Enable the RabbitMQ profile, make pub/sub and the pipeline use it, and start it first (healthy), so the
+    publisher, subscribers, ventilator and pipeworkers find it: they cannot depend_on an optional service."""
+    profiles = [p for p in project.env.get("COMPOSE_PROFILES", "").split(",") if p]
+    project.env["COMPOSE_PROFILES"] = ",".join([*profiles, RABBITMQ_PROFILE])
+    project.env |= {"PUBSUB_BACKEND": "rabbitmq", "PIPE_BACKEND": "rabbitmq"}
+    say("starting rabbitmq first (pub/sub and the pipeline go through it)")
+    try:
+        project.up(["rabbitmq"], {"rabbitmq": 1}, quiet=True)
+        project.wait_healthy(timeout, services=["rabbitmq"], expect={"rabbitmq": 1})
+    except ComposeError as exc:
+        say(f"[red]{exc}[/]")
+        return 1
+    return 0
+
+
+def follow_rabbitmq(project: Project) -> bool:
+    """When this project runs RabbitMQ (up --rabbitmq), containers recreated now (demo, scale) use it too."""
+    if not project.containers(["rabbitmq"], running=True):
+        return False
+    project.env |= {"PUBSUB_BACKEND": "rabbitmq", "PIPE_BACKEND": "rabbitmq"}
+    return True
 
 
 def prometheus_url(project: Project) -> str:
@@ -155,6 +189,31 @@ def host_endpoints(project: Project) -> dict[str, str]:
         "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub{key})",
         "your Redis client": f"redis://127.0.0.1:{env.get('REDIS_HOST_PORT', '6379')}/0  "
         f"(password: REDIS_PASSWORD in {passwords})",
+    }
+
+
+#: The plain-socket servers and their container port, published on an ephemeral 127.0.0.1 port (compose.yaml).
+ECHO_PORTS = {"udpserver": ("5561/udp", "your UDP client"), "tcpserver": ("5562/tcp", "your TCP client")}
+
+
+def echo_host_ports(project: Project) -> dict[str, int]:
+    """Service -> the 127.0.0.1 port docker published for the echo server's port (running ones only)."""
+    out = {}
+    for service, (port, _) in ECHO_PORTS.items():
+        for container in project.containers([service], running=True)[:1]:
+            for binding in (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(port) or []:
+                if binding.get("HostPort"):
+                    out[service] = int(binding["HostPort"])
+    return out
+
+
+def echo_endpoints(project: Project) -> dict[str, str]:
+    """Where a program on the host reaches the echo servers (docker chose the host ports)."""
+    return {
+        ECHO_PORTS[service][
+            1
+        ]: f"127.0.0.1:{port}  (examples/{service.replace('server', 'client')}.py 127.0.0.1:{port})"
+        for service, port in echo_host_ports(project).items()
     }
 
 
@@ -194,6 +253,7 @@ def cmd_scale(args: argparse.Namespace, project: Project) -> int:
         say("[red]nothing to scale[/]: give --workers N, --pipe-workers N and/or --subscribers N")
         return 2
     t0 = time.monotonic()
+    follow_rabbitmq(project)
     before = {svc: len(project.containers([svc], running=True)) for svc in scale}
     # --no-recreate: running replicas keep serving; compose only adds or removes containers.
     project.up(list(scale), scale, no_deps=True, recreate="no")
@@ -268,6 +328,8 @@ PROGRESS_TITLES = {
     "ventilator": "pipeline",
     "publisher": "Redis pub/sub",
     "zpub": "ZeroMQ pub/sub",
+    "udpclient": "UDP echo",
+    "tcpclient": "TCP echo",
 }
 
 
@@ -334,7 +396,14 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         "ZPUB_FORMAT": "envelope",
         "MIN_SUBSCRIBERS": str(running["subscriber"]),
         "ZMIN_SUBSCRIBERS": str(running["zsub"]),
+        "ECHO_REQUESTS": str(args.requests),
+        "ECHO_RATE": "0",
     }
+    if follow_rabbitmq(project):
+        say(
+            "[bold]RabbitMQ[/] (make up RABBITMQ=1): pub/sub through a topic exchange,"
+            " the pipeline's tasks through a durable queue"
+        )
     say(f"demo on project {project.name}, batch {batch}:")
     say(
         f"  {clients} clients x {args.requests} requests -> {running['worker']} workers;"
@@ -348,7 +417,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     project.wait_healthy(args.timeout, services=BATCH_SERVICES, expect={"client": clients})
     targets = project.targets()
     totals = {"client": clients * args.requests, "ventilator": args.tasks, "publisher": args.messages}
-    wait_batches(targets, {**totals, "zpub": args.messages}, batch, args.timeout)
+    echo = dict.fromkeys(ECHO_CLIENTS, args.requests)
+    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout)
     settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])
@@ -405,10 +475,29 @@ def report(
                 + " ".join(f"{t} {n}" for t, n in got.items())
                 + f"  gaps+dups+reordered+unexpected {anomalies}"
             )
-    return lost
+    return lost + report_echo(after, targets)
 
 
 COUNTS = ("sent", "replied", "failed", "retried")
+#: The plain-socket clients, their demo line's title and the counters it shows after sent/answered/lost.
+ECHO_CLIENTS = {
+    "udpclient": ("UDP echo", ("reordered", "duplicates", "late")),
+    "tcpclient": ("TCP echo", ("split_reads", "joined_reads")),
+}
+
+
+def report_echo(after: dict[str, dict[str, Any]], targets: list[tuple[str, str]]) -> int:
+    """One line per echo client (fresh containers: their counts are this batch's); returns the requests lost."""
+    lost = 0
+    for service, (title, extra) in ECHO_CLIENTS.items():
+        for label, _ in by_service(targets, service):
+            c = after[label].get("counters") or {}
+            lost += c.get("sent", 0) - c.get("answered", 0)  # lost, or never settled
+            more = "  ".join(f"{name.replace('_', ' ')} {c.get(name, 0)}" for name in extra)
+            say(
+                f"[bold]{title:<15}[/] sent {c.get('sent')}  answered {c.get('answered')}  lost {c.get('lost')}  {more}"
+            )
+    return lost
 
 
 # --- command line ------------------------------------------------------------------------------------
@@ -440,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=os.environ.get("PROMETHEUS", "") not in ("", "0"),
         help="also start Prometheus on 127.0.0.1:$PROMETHEUS_PORT (9090), scraping every node ($PROMETHEUS=1)",
+    )
+    up.add_argument(
+        "--rabbitmq",
+        action="store_true",
+        default=os.environ.get("RABBITMQ", "") not in ("", "0"),
+        help="also start RabbitMQ; publisher/subscribers and ventilator/pipeworkers then use it ($RABBITMQ=1)",
     )
 
     sub.add_parser("down", help="remove this project's containers, networks and volumes (nothing else)")

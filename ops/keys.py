@@ -52,7 +52,7 @@ REDIS_USERS = {
 
 def connecting_roles() -> list[str]:
     """Roles that connect a ZeroMQ socket, hence need a client keypair (from the registry)."""
-    return [r.name for r in roles.ROLES.values() if r.connects]
+    return [r.name for r in roles.ROLES.values() if r.zmq_connects]
 
 
 def password_env(user: str) -> str:
@@ -121,7 +121,7 @@ def missing_keys(keys_dir: Path) -> list[Path]:
     wanted = {
         path
         for r in roles.ROLES.values()
-        for path in needed_files(str(keys_dir), r.name, bool(r.binds), bool(r.connects))
+        for path in needed_files(str(keys_dir), r.name, r.zmq_binds, r.zmq_connects)
     }
     wanted |= {keys_dir / ACL_FILE, keys_dir / ENV_FILE}
     return sorted(p for p in wanted if not p.exists())

@@ -356,6 +356,59 @@ class Redis:
     )
 
 
+def amqp_url(value: str) -> str:
+    """amqp://[user:password@]host[:port][/vhost] (or amqps://), as pika's URLParameters reads it."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 - ValueError when out of 0-65535 or not a number
+    except ValueError as exc:
+        raise ValueError(f"is not an AMQP URL ({exc})") from None
+    if url.scheme not in ("amqp", "amqps") or not url.hostname:
+        raise ValueError("is not an AMQP URL (amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    return value
+
+
+@dataclass(frozen=True)
+class AmqpUrl:
+    amqp_url: str = setting(
+        "amqp://guest:guest@127.0.0.1:5672/", "AMQP_URL", "RabbitMQ URL (BACKEND=rabbitmq)", amqp_url
+    )
+
+
+@dataclass(frozen=True)
+class Amqp(AmqpUrl):
+    """The message broker of the pub/sub pair (issue 14): Redis (default) or RabbitMQ."""
+
+    backend: str = setting(
+        "redis",
+        "BACKEND",
+        "redis (PUBLISH/SUBSCRIBE) or rabbitmq (a topic exchange, one exclusive queue per subscriber)",
+        choice("redis", "rabbitmq"),
+    )
+
+
+def queue_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", value) or value.startswith("amq."):
+        raise ValueError("is not a queue name (letters, digits, _ . : -; not amq.*, RabbitMQ's own)")
+    return value
+
+
+@dataclass(frozen=True)
+class AmqpTasks(AmqpUrl):
+    """The pipeline's task transport (issue 14): PUSH/PULL (default) or a durable RabbitMQ work queue."""
+
+    backend: str = setting(
+        "zmq",
+        "BACKEND",
+        "zmq (PUSH/PULL; the ventilator re-sends what the sink misses) or rabbitmq (a durable queue with acks:"
+        " the broker redelivers a lost pipeworker's tasks)",
+        choice("zmq", "rabbitmq"),
+    )
+    task_queue: str = setting(
+        "mpc.tasks", "TASK_QUEUE", "the durable RabbitMQ queue of the tasks (BACKEND=rabbitmq)", queue_name
+    )
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     mode: str = setting(
@@ -432,7 +485,7 @@ class WorkerSettings(Heartbeat, Common):
 
 
 @dataclass(frozen=True)
-class VentilatorSettings(Batch, Common):
+class VentilatorSettings(Batch, AmqpTasks, Common):
     ROLE: ClassVar[str] = "ventilator"
     bind: str = setting("tcp://*:5557", "VENT_BIND", "PUSH endpoint pipeworkers connect to", bind_endpoint)
     sink: str = setting(
@@ -472,8 +525,11 @@ class VentilatorSettings(Batch, Common):
 
 
 @dataclass(frozen=True)
-class PipeworkerSettings(Common):
+class PipeworkerSettings(AmqpTasks, Common):
     ROLE: ClassVar[str] = "pipeworker"
+    prefetch: int = setting(
+        10, "PREFETCH", "BACKEND=rabbitmq: unacknowledged tasks the broker may hand this worker at once", positive
+    )
     ventilator: str = setting(
         "tcp://127.0.0.1:5557", "VENT_ENDPOINT", "ventilator to pull tasks from", connect_endpoint
     )
@@ -518,12 +574,12 @@ class SinkSettings(Common):
 
 
 @dataclass(frozen=True)
-class PublisherSettings(Publish, Redis, Common):
+class PublisherSettings(Publish, Amqp, Redis, Common):
     ROLE: ClassVar[str] = "publisher"
 
 
 @dataclass(frozen=True)
-class SubscriberSettings(Redis, Common):
+class SubscriberSettings(Amqp, Redis, Common):
     ROLE: ClassVar[str] = "subscriber"
     topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "TOPICS", "comma-separated topics to subscribe to", topics)
 
@@ -587,7 +643,7 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} {exc} ({role}: {f.metadata['help']})") from None
     for f in fields:
-        if f.name in REQUIRED and not values.get(f.name):
+        if f.name in REQUIRED and not values.get(f.name) and values.get("backend", "redis") == "redis":
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
     loaded = settings(**values)
     if loaded.security == "curve":
@@ -665,3 +721,96 @@ class DashboardSettings(Common):
         1.0, "DASHBOARD_INTERVAL", "seconds between polls of every node's /status", positive_seconds
     )
     prometheus_url: str = setting("", "PROMETHEUS_URL", "a Prometheus UI the page links to (empty: no link)", web_url)
+
+
+# --- plain sockets (issue 14): the chapter's UDP and TCP echo pairs; appended, nothing above depends on it ----
+
+#: Largest UDP payload over IPv4 (65535 - 8 bytes UDP header - 20 bytes IP header).
+MAX_DATAGRAM = 65507
+#: Bytes of the udpclient's sequence number in front of each datagram's payload (nodes/sockets/protocol.py).
+DATAGRAM_HEADER = 8
+_ADDRESS_RE = re.compile(r"^(\*|[A-Za-z0-9_.-]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})$")
+
+
+def _address(value: str, any_host: bool, port_zero: bool) -> str:
+    m = _ADDRESS_RE.match(value)
+    if not m or (m.group(1) == "*" and not any_host) or not (0 if port_zero else 1) <= int(m.group(2)) <= 65535:
+        raise ValueError(
+            "is not an address to bind (HOST:PORT, *:PORT for every interface, port 0 = any free port)"
+            if any_host
+            else "is not an address to connect to (HOST:PORT, [IPv6]:PORT)"
+        )
+    return value
+
+
+def bind_address(value: str) -> str:
+    """``HOST:PORT`` a plain socket binds: ``*`` = every interface, port 0 = any free one (shown in /status)."""
+    return _address(value, any_host=True, port_zero=True)
+
+
+def server_address(value: str) -> str:
+    """``HOST:PORT`` (``[IPv6]:PORT``) of a plain socket server to send to."""
+    return _address(value, any_host=False, port_zero=False)
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """(host, port) of a checked address; ``*`` -> ``""`` (every interface), ``[::1]`` -> ``::1``."""
+    host, _, port_ = value.rpartition(":")
+    return ("" if host == "*" else host.strip("[]")), int(port_)
+
+
+datagram_payload = _number(int, 0, "a whole number", MAX_DATAGRAM - DATAGRAM_HEADER)
+window = _number(int, 1, "a whole number", 1024)
+
+
+@dataclass(frozen=True)
+class EchoClient(Batch):
+    """What both echo clients share: a bounded batch, a per-request timeout, requests in flight."""
+
+    requests: int = setting(1000, "REQUESTS", "number of requests to send", whole)
+    request_timeout: float = setting(
+        1.0, "REQUEST_TIMEOUT", "seconds to wait for a request's echo before it counts as lost", positive_seconds
+    )
+    window: int = setting(16, "WINDOW", "requests in flight at once (1 = the chapter's send, wait, send)", window)
+
+
+@dataclass(frozen=True)
+class UdpServerSettings(Common):
+    ROLE: ClassVar[str] = "udpserver"
+    bind: str = setting("*:5561", "UDP_BIND", "UDP address to receive datagrams on and echo them from", bind_address)
+
+
+@dataclass(frozen=True)
+class UdpClientSettings(EchoClient, Common):
+    ROLE: ClassVar[str] = "udpclient"
+    server: str = setting("127.0.0.1:5561", "UDP_SERVER", "the udpserver to send datagrams to", server_address)
+    payload_bytes: int = setting(
+        32,
+        "PAYLOAD_BYTES",
+        f"bytes of each datagram after its 8-byte sequence number (at most {MAX_DATAGRAM - DATAGRAM_HEADER})",
+        datagram_payload,
+    )
+
+
+@dataclass(frozen=True)
+class TcpServerSettings(Common):
+    ROLE: ClassVar[str] = "tcpserver"
+    bind: str = setting(
+        "*:5562",
+        "TCP_BIND",
+        "TCP address to accept connections on (length-prefixed messages, MAX_MSG_SIZE each)",
+        bind_address,
+    )
+
+
+@dataclass(frozen=True)
+class TcpClientSettings(EchoClient, Common):
+    ROLE: ClassVar[str] = "tcpclient"
+    server: str = setting("127.0.0.1:5562", "TCP_SERVER", "the tcpserver to connect to", server_address)
+    max_payload: int = setting(
+        65536,
+        "MAX_PAYLOAD",
+        "each message is 0..MAX_PAYLOAD random bytes (a tcpserver refuses more than its MAX_MSG_SIZE)",
+        whole,
+    )
+    seed: int = setting(0, "SEED", "seed of the message sizes and bytes (0 = a new one each run, logged)", whole)

@@ -328,6 +328,20 @@ class Node:
             self.reject(f"bad {what} {env.id}: {exc}", source)
             return None
 
+    def log_batch_summary(self, requests: int, done: bool, answered: int, started: float, **extra: Any) -> None:
+        """The ``summary`` line a one-shot logs at the end of its batch: its counters, how long, how fast."""
+        elapsed = time.monotonic() - started
+        event(
+            log,
+            "summary",
+            requests=requests,
+            done=done,
+            elapsed_s=round(elapsed, 3),
+            per_s=round(answered / elapsed, 1) if elapsed > 0 else None,
+            counters=dict(self.stats.counters),
+            **extra,
+        )
+
     def reject(self, reason: str, source: str) -> None:
         self.stats.counters["rejected"] += 1
         n = self.stats.counters["rejected"]

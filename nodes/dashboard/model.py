@@ -28,12 +28,14 @@ TOPOLOGY: dict[str, tuple[tuple[str, ...], ...]] = {
     "pipeline": (("ventilator",), ("pipeworker",), ("sink",)),
     "pubsub": (("publisher", "zpub"), ("subscriber", "zsub")),
     "dashboard": (("dashboard",),),
+    "sockets": (("udpclient", "tcpclient"), ("udpserver", "tcpserver")),
 }
 TITLES = {
     "reqrep": "request-reply (load-balancing broker)",
     "pipeline": "pipeline (fan-out, fan-in)",
     "pubsub": "pub/sub (Redis and ZeroMQ)",
     "dashboard": "this dashboard",
+    "sockets": "plain sockets (UDP and TCP echo, no ZeroMQ)",
 }
 PATTERN_OF = {role: p for p, columns in TOPOLOGY.items() for column in columns for role in column}
 #: Counters whose growth is worth an event line, with the words for it and how bad it is.
@@ -50,6 +52,7 @@ WATCHED = {
     "results_dropped": ("results dropped", "bad"),
     "answers_dropped": ("answers dropped", "warn"),
     "abandoned": ("abandoned", "warn"),
+    "lost": ("lost", "bad"),
 }
 HEALTHY_STATES = ("running", "done")
 #: A lost node stays on the page (red) this long, so a person sees what went away.

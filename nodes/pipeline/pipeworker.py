@@ -37,16 +37,20 @@ A second signal exits at once (``lifecycle.install_signal_handlers``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
 from nodes.core import wire
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import LINGER_MS, POLL_MS, Node
 from nodes.core.log import event
 from nodes.pipeline import protocol
+from nodes.pipeline.amqpqueue import TaskQueue
 
 log = logging.getLogger(__name__)
 #: A result frame with its batch and task number (for the log line if it cannot be pushed).
@@ -69,6 +73,8 @@ class Pipeworker(Node):
 
     def serve(self) -> int:
         s = self.settings
+        if s.backend == "rabbitmq":
+            return self._serve_amqp()
         # dial: a task over MAX_MSG_SIZE makes libzmq drop the connection for good; the link re-dials it.
         tasks = self.dial(zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES)
         results = self.dial(zmq.PUSH, s.sink)
@@ -77,6 +83,31 @@ class Pipeworker(Node):
                 self.work_through(tasks, results)
         self.stop_taking(tasks, results)
         return 0
+
+    def _serve_amqp(self) -> int:
+        """BACKEND=rabbitmq: consume the durable queue (nodes.pipeline.amqpqueue), PREFETCH tasks at most in
+        hand, and acknowledge each task only once its result is pushed to the sink. On SIGTERM the task in
+        hand is finished; the prefetched ones go back to the queue when the connection closes."""
+        s = self.settings
+        results = self.dial(zmq.PUSH, s.sink)
+        try:
+            queue = TaskQueue(s, self.name)
+            queue.consume(s.prefetch, functools.partial(self._amqp_task, results))
+            while self.running():
+                queue.pump(POLL_MS / 1000)
+            queue.close()
+        except AMQP_ERRORS as exc:
+            return 0 if self.stop.is_set() else unreachable(self, exc)
+        return 0
+
+    def _amqp_task(self, results: zmq.Socket, channel: Any, method: Any, _props: Any, body: bytes) -> None:
+        self.stats.incr("received")
+        if method.redelivered:
+            self.stats.incr("redelivered")  # a lost pipeworker's task, handed here by the broker
+        if self.work([body], results):
+            channel.basic_ack(method.delivery_tag)
+        else:
+            channel.basic_nack(method.delivery_tag, requeue=True)  # no result at the sink: let another try
 
     def work_through(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
         """Do the tasks one wake-up found (no poll a task); push their results together, at least every FLUSH_S.
@@ -112,26 +143,28 @@ class Pipeworker(Node):
             busy_work(work_ms, self.stats.beat)
         return wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name), batch, n
 
-    def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> None:
-        """Do one task and push its result (a short grace once stopping)."""
+    def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> bool:
+        """Do one task and push its result (a short grace once stopping). False: the result was dropped."""
         result = self.result_of(frames)
-        if result is not None:
-            self.push(results, result, stopping=stopping)
+        if result is None:
+            return True  # a bad task is rejected (counted, logged) and done with: never redelivered
+        return self.push(results, result, stopping=stopping)
 
     def push_all(self, results: zmq.Socket, done: list[Result]) -> None:
         for result in done:
             self.push(results, result, stopping=False)
 
-    def push(self, results: zmq.Socket, result: Result, *, stopping: bool) -> None:
+    def push(self, results: zmq.Socket, result: Result, *, stopping: bool) -> bool:
         """Push one result; wait for room like any send, and once stopping allow a short grace for it."""
         s = self.settings
         frame, batch, n = result
         sent = False if stopping else self.send_bounded(results, frame)
         if sent or self.send_bounded(results, frame, LINGER_MS / 1000, stoppable=False):
             self.stats.incr("sent")
-        else:
-            self.stats.incr("results_dropped")
-            event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
+            return True
+        self.stats.incr("results_dropped")
+        event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
+        return False
 
     def stop_taking(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
         """Graceful stop: read what is queued here, close the task socket, finish within STOP_GRACE."""

@@ -49,10 +49,12 @@ from typing import Any
 import zmq
 
 from nodes.core import config, wire
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import EXIT_INTERRUPTED, POLL_MS, Node, Pacer
 from nodes.core.log import event
 from nodes.core.peers import PeerCounter
 from nodes.pipeline import protocol
+from nodes.pipeline.amqpqueue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ POLL_LEDGER_S = 0.2
 FINAL_ASK_S = 1.0
 
 EXIT_GAVE_UP = 1
+#: ZMTP heartbeats of the task and ledger sockets: a paused or cut-off peer is dropped within the timeout.
+BEATS = {"heartbeat_ivl": protocol.HEARTBEAT_IVL_MS, "heartbeat_timeout": protocol.HEARTBEAT_TIMEOUT_MS}
 
 
 class Ventilator(Node):
@@ -78,6 +82,8 @@ class Ventilator(Node):
         self.resent = 0
         self.rounds = 0
         self.peers: PeerCounter | None = None
+        #: BACKEND=rabbitmq: the queue's consumers at the last count (there is no PUSH socket to watch).
+        self.consumers: int | None = None
         self.control: zmq.Socket | None = None
         try:
             self.sink_control = protocol.ledger_endpoint(s.sink, s.sink_control)
@@ -100,7 +106,12 @@ class Ventilator(Node):
         }
 
     def peer_count(self) -> int | None:
-        return self.peers.count if self.peers else None
+        return self.peers.count if self.peers else self.consumers
+
+    def _consuming(self, queue: TaskQueue) -> int:
+        """Pipeworkers consuming the RabbitMQ queue now (kept for /status like the PUSH socket's peers)."""
+        self.consumers = queue.consumers()
+        return self.consumers
 
     def summary(self) -> str:
         p = self.progress
@@ -114,42 +125,61 @@ class Ventilator(Node):
 
     def serve(self) -> int:
         s = self.settings
+        if s.backend == "rabbitmq":
+            return self._serve_amqp()
         # The last tasks sent may wait for room at a busy worker: give them up to WAIT_TIMEOUT after
         # the last send to get there (the default 1 s linger would drop them when tasks are slow).
         linger = int(s.wait_timeout * 1000)
-        beats = {"heartbeat_ivl": protocol.HEARTBEAT_IVL_MS, "heartbeat_timeout": protocol.HEARTBEAT_TIMEOUT_MS}
         tasks = self.socket(
-            zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **beats
+            zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **BEATS
         )
         if not s.bind.startswith("inproc://"):
             self.peers = self.count_peers(tasks)
         try:
             self.bind(tasks, s.bind)
-            self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **beats)
-            if not self.wait_for_pipeworkers(tasks):
-                return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {s.bind}")
-            ack = self.ask(0, s.wait_timeout)
-            if ack is None:
-                return self.give_up(f"the sink at {self.sink_control} to acknowledge the batch")
-            if ack["error"]:
-                return self.refused(ack)
-            self.stats.incr("announced")
-            event(
-                log, "batch_announced", batch=self.batch, size=s.tasks, sink=self.sink_control, at_sink=ack["distinct"]
-            )
-            numbers = self.to_send(ack)
-            if numbers is None:
-                return self.give_up(f"the sink at {self.sink_control} to list the missing tasks", ask_sink=False)
-            failed = self.send_numbers(tasks, numbers, resend=False)
-            if failed is not None:
-                return self.give_up(f"a pipeworker to take task {failed} of batch {self.batch}")
-            elapsed = round(time.monotonic() - self.started, 3)
-            event(log, "batch_sent", batch=self.batch, sent=self.sent, tasks=s.tasks, elapsed_s=elapsed)
-            return self.reconcile(tasks)
+            return self.run_batch(tasks)
         finally:
             if self.peers:
                 self.peers.poll()
                 self.peers.close()
+
+    def _serve_amqp(self) -> int:
+        """BACKEND=rabbitmq: the same batch through a durable queue (nodes.pipeline.amqpqueue)."""
+        try:
+            queue = TaskQueue(self.settings, self.name, heartbeat=0)  # it may only poll the sink for a while
+            queue.confirm()
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        try:
+            return self.run_batch(queue)
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        finally:
+            queue.close()
+
+    def run_batch(self, tasks: zmq.Socket | TaskQueue) -> int:
+        """Wait for pipeworkers, announce the batch to the sink, send it, see it through (both transports)."""
+        s = self.settings
+        self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **BEATS)
+        if not self.wait_for_pipeworkers(tasks):
+            where = tasks.name if isinstance(tasks, TaskQueue) else s.bind
+            return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {where}")
+        ack = self.ask(0, s.wait_timeout)
+        if ack is None:
+            return self.give_up(f"the sink at {self.sink_control} to acknowledge the batch")
+        if ack["error"]:
+            return self.refused(ack)
+        self.stats.incr("announced")
+        event(log, "batch_announced", batch=self.batch, size=s.tasks, sink=self.sink_control, at_sink=ack["distinct"])
+        numbers = self.to_send(ack)
+        if numbers is None:
+            return self.give_up(f"the sink at {self.sink_control} to list the missing tasks", ask_sink=False)
+        failed = self.send_numbers(tasks, numbers, resend=False)
+        if failed is not None:
+            return self.give_up(f"a pipeworker to take task {failed} of batch {self.batch}")
+        elapsed = round(time.monotonic() - self.started, 3)
+        event(log, "batch_sent", batch=self.batch, sent=self.sent, tasks=s.tasks, elapsed_s=elapsed)
+        return self.reconcile(tasks)
 
     def to_send(self, ack: dict[str, Any]) -> Iterable[int] | None:
         """The task numbers of the first pass: all of them, or, when the sink already holds some of this
@@ -164,11 +194,14 @@ class Ventilator(Node):
         event(log, "batch_resumed", batch=self.batch, at_sink=p["distinct"], sending=len(numbers))
         return numbers
 
-    def wait_for_pipeworkers(self, tasks: zmq.Socket, at_least: int | None = None, what: str = "") -> bool:
+    def wait_for_pipeworkers(self, tasks: zmq.Socket | TaskQueue, at_least: int | None = None, what: str = "") -> bool:
         s = self.settings
         want = s.min_pipeworkers if at_least is None else at_least
         if want == 0:
             return True
+        if isinstance(tasks, TaskQueue):
+            what = what or f"{want} pipeworkers consuming RabbitMQ queue {tasks.name}"
+            return self.wait_for(what, lambda: self._consuming(tasks) >= want, s.wait_timeout)
         if self.peers is None:
             event(log, "inproc_peer_count_unknown", logging.WARNING, hint="waiting for at least one pipeworker")
             return self.wait_for(f"a pipeworker on {s.bind}", lambda: tasks.poll(0, zmq.POLLOUT), s.wait_timeout)
@@ -179,7 +212,7 @@ class Ventilator(Node):
             what or f"{want} pipeworkers connected to {s.bind}", lambda: peers.poll() >= want, s.wait_timeout
         )
 
-    def send_numbers(self, tasks: zmq.Socket, numbers: Iterable[int], *, resend: bool) -> int | None:
+    def send_numbers(self, tasks: zmq.Socket | TaskQueue, numbers: Iterable[int], *, resend: bool) -> int | None:
         """Send these task numbers paced by RATE; None when all went, else the number that could not."""
         s = self.settings
         pacer = Pacer(s.rate, self)
@@ -188,7 +221,11 @@ class Ventilator(Node):
             if not pacer.wait():
                 return n
             frame = wire.make(protocol.TASK, self.ids(), protocol.task(self.batch, n, s.task_ms, pad), self.name)
-            if not self.send_bounded(tasks, frame, s.wait_timeout):
+            if not (
+                tasks.publish(frame)
+                if isinstance(tasks, TaskQueue)
+                else self.send_bounded(tasks, frame, s.wait_timeout)
+            ):
                 return n
             if resend:
                 self.resent += 1
@@ -200,7 +237,7 @@ class Ventilator(Node):
                 self.peers.poll()
         return None
 
-    def reconcile(self, tasks: zmq.Socket) -> int:
+    def reconcile(self, tasks: zmq.Socket | TaskQueue) -> int:
         """Poll the sink's ledger until it holds every task, re-sending the missing ones when nothing moves."""
         s = self.settings
         last_distinct: int | None = None
@@ -235,9 +272,14 @@ class Ventilator(Node):
             if self.stop.wait(POLL_LEDGER_S):
                 return self.give_up("the batch to complete")
 
-    def resend(self, tasks: zmq.Socket) -> int | None:
-        """One re-send round; None to go on, else the exit code."""
+    def resend(self, tasks: zmq.Socket | TaskQueue) -> int | None:
+        """One re-send round; None to go on, else the exit code. Over RabbitMQ nothing is re-sent: the broker
+        redelivers the tasks of a lost pipeworker itself; a round without progress still counts against
+        MAX_RESENDS, so a batch nobody works on is given up all the same."""
         s = self.settings
+        if isinstance(tasks, TaskQueue):
+            event(log, "awaiting_redelivery", logging.WARNING, batch=self.batch, queue=tasks.name)
+            return None
         p = self.ask(protocol.MAX_LIST, s.wait_timeout)
         if p is None:
             return self.give_up(f"the sink at {self.sink_control} to list the missing tasks", ask_sink=False)

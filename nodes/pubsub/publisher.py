@@ -25,8 +25,10 @@ from typing import Any
 
 import redis
 
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
+from nodes.pubsub.amqpconn import AmqpPublisher
 from nodes.pubsub.protocol import publish_batch, published_summary
 from nodes.pubsub.redisconn import RedisCall, fatal, redacted, redis_client, transient
 
@@ -48,6 +50,8 @@ class Publisher(Node):
 
     def serve(self) -> int:
         s = self.settings
+        if s.backend == "rabbitmq":
+            return self._serve_amqp()
         self.redis = redis_client(s, self.name)
         self.publish = RedisCall(self, "publish", PUBLISH_ATTEMPTS)
         try:
@@ -57,8 +61,23 @@ class Publisher(Node):
         finally:
             self.redis.close()
 
+    def _serve_amqp(self) -> int:
+        """BACKEND=rabbitmq: the same batch through a topic exchange (nodes.pubsub.amqpconn)."""
+        try:
+            amqp = AmqpPublisher(self)
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        self._amqp = amqp
+        try:
+            return publish_batch(self, f"{self.settings.min_subscribers} RabbitMQ subscribers", amqp.ready, amqp.send)
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        finally:
+            amqp.close()
+
     def peer_count(self) -> int:
-        return self.listening
+        amqp = getattr(self, "_amqp", None)
+        return len(amqp.heard) if amqp is not None else self.listening
 
     def summary(self) -> str:
         return published_summary(self)

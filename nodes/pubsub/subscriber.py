@@ -37,8 +37,10 @@ except ImportError:  # hiredis < 3.2: no RESP3 push type, nothing to route
         """Never instantiated: no reply is of this type."""
 
 
+from nodes.core.amqp import AMQP_ERRORS, unreachable
 from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
+from nodes.pubsub.amqpconn import AmqpSubscription
 from nodes.pubsub.protocol import PLAIN_TOPICS_LIMIT, Inbox
 from nodes.pubsub.redisconn import RedisCall, fatal, redis_client, release_big_buffers
 
@@ -67,6 +69,8 @@ class Subscriber(Node):
 
     def serve(self) -> int:
         s = self.settings
+        if s.backend == "rabbitmq":
+            return self._serve_amqp()
         client = redis_client(s, self.name)
         pubsub = client.pubsub()
         call = self.call
@@ -119,10 +123,10 @@ class Subscriber(Node):
             if isinstance(reply, list) and reply:
                 kind = reply[0]
                 if kind == b"message" and len(reply) == 3:
-                    self._message(topic_of(reply[1]), reply[2])
+                    self._deliver(topic_of(reply[1]), reply[2])
                     continue
                 if kind == b"pmessage" and len(reply) == 4:
-                    self._message(topic_of(reply[2]), reply[3])
+                    self._deliver(topic_of(reply[2]), reply[3])
                     continue
             if isinstance(reply, Exception):
                 raise reply
@@ -146,12 +150,29 @@ class Subscriber(Node):
                 self.topics[channel] = topic
         return topic
 
-    def _message(self, topic: str, data: bytes) -> None:
+    def _serve_amqp(self) -> int:
+        """BACKEND=rabbitmq: an exclusive queue bound to TOPICS (nodes.pubsub.amqpconn); the same Inbox checks."""
+        try:
+            sub = AmqpSubscription(self, self.settings.topics, self._deliver)
+        except AMQP_ERRORS as exc:
+            return unreachable(self, exc)
+        self.subscribed.update(sub.topics)
+        try:
+            sub.run()
+        except AMQP_ERRORS as exc:
+            return 0 if self.stop.is_set() else unreachable(self, exc)
+        finally:
+            sub.close()
+        return 0
+
+    def _deliver(self, topic: str, data: bytes) -> None:
+        """One message from the backend (Redis or RabbitMQ): oversized ones are refused, the rest checked."""
+        source = self.settings.backend
         if len(data) > self.max_size:
             self.stats.incr("oversized")
-            self.inbox.reject(f"oversized: {len(data)} bytes, above MAX_MSG_SIZE={self.max_size}", "redis")
+            self.inbox.reject(f"oversized: {len(data)} bytes, above MAX_MSG_SIZE={self.max_size}", source)
             return
-        self.inbox.accept(topic, data, "redis")
+        self.inbox.accept(topic, data, source)
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
@@ -161,7 +182,7 @@ class Subscriber(Node):
                 self.subscribed.add(topic)
                 event(log, "subscribed", topic=topic, subscriptions=message["data"])
         elif kind in ("message", "pmessage"):
-            self._message(topic, message["data"])
+            self._deliver(topic, message["data"])
 
     def extra_status(self) -> dict[str, Any]:
         limits = {"max_msg_size": self.max_size, "big_buffers_released": self.big_buffers_released}

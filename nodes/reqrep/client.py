@@ -86,15 +86,11 @@ class Client(Node):
         if self._sock is not None:
             self.close_socket(self._sock)
             self._sock = None
-        elapsed = time.monotonic() - started
-        event(
-            log,
-            "summary",
-            requests=s.requests,
-            done=self.done,
-            elapsed_s=round(elapsed, 3),
-            per_s=round(counters["replied"] / elapsed, 1) if elapsed > 0 else None,
-            counters=dict(counters),
+        self.log_batch_summary(
+            s.requests,
+            self.done,
+            counters["replied"],
+            started,
             replies_by_worker=dict(self.stats.labelled.get("replies_by_worker", {})),
         )
         if not self.done and self.stop.is_set():

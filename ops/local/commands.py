@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from nodes import roles
 from ops.harness import ROOT, healthz_ok, redis_conf, redis_ok
-from ops.local.plan import ENDPOINT_OFFSETS, LocalError, Plan, tcp
+from ops.local.plan import ENDPOINT_OFFSETS, SOCKET_TRANSPORTS, LocalError, Plan, tcp
 from ops.local.supervisor import BATCH_GROUP, State, alive, supervisor_env, supervisord_conf, wait_healthy
 from ops.wait import TimedOut, WaitError, tail, until
 
@@ -68,9 +68,8 @@ def prepare(plan: Plan, state: State) -> str:
             "status": f"http://127.0.0.1:{plan.status_port('dashboard', 'dashboard')}/status",
         },
         "logs": {name: str(state.log_of(name)) for name in ["redis", *plan.nodes()]},
-        "endpoints": {
-            name: tcp(plan.endpoint(name)) for name in ENDPOINT_OFFSETS if name not in ("redis", "dashboard")
-        },
+        "endpoints": {name: tcp(plan.endpoint(name)) for name in ENDPOINT_OFFSETS if name not in ("redis", "dashboard")}
+        | {name: f"{kind}://127.0.0.1:{plan.endpoint(name)}" for name, kind in SOCKET_TRANSPORTS.items()},
         "redis_url": plan.redis_url,
         "plan": dataclasses.asdict(plan),
         "supervisord_conf": str(state.conf),

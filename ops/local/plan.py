@@ -22,6 +22,12 @@ MAX_SCALED = 99
 ENDPOINT_OFFSETS = {"frontend": 0, "backend": 1, "vent": 2, "sink": 3, "zpub": 4, "redis": 5, "sink_control": 6}
 #: The dashboard's page (HTTP, not ZeroMQ) is BASE_PORT + 7.
 ENDPOINT_OFFSETS["dashboard"] = 7
+#: The plain-socket echo servers (issue 14): UDP and TCP at BASE_PORT + 8 and + 9, addressed as HOST:PORT.
+ENDPOINT_OFFSETS |= {"udpecho": 8, "tcpecho": 9}
+#: Their settings (parsed by config.bind_address / config.server_address, not ZeroMQ endpoints).
+ADDRESS_SETTINGS = {"UDP_BIND": "udpecho", "UDP_SERVER": "udpecho", "TCP_BIND": "tcpecho", "TCP_SERVER": "tcpecho"}
+#: Endpoint -> its transport, for nodes.json (the others are ZeroMQ tcp:// endpoints).
+SOCKET_TRANSPORTS = {"udpecho": "udp", "tcpecho": "tcp"}
 #: Roles that watch the others rather than take part (the dashboard): planned, started and checked like
 #: every node, but not in the list of nodes they watch (``status_urls``: nodes.json, the table).
 OBSERVERS = tuple(n for n in roles.NAMES if roles.ROLES[n].pattern == "dashboard")
@@ -40,8 +46,8 @@ ENDPOINT_SETTINGS = {
     "ZPUB_BIND": "zpub",
     "ZPUB_ENDPOINT": "zpub",
 }
-#: Status ports of the stable (single-instance) roles: offsets 10..19; the scaled blocks start after them.
-FIRST_STATUS_OFFSET, MAX_STABLE = 10, 10
+#: Status ports of the stable (single-instance) roles: offsets 10..29; the scaled blocks start after them.
+FIRST_STATUS_OFFSET, MAX_STABLE = 10, 20
 #: Who a batch role waits for before it sends (its MIN_PIPEWORKERS / MIN_SUBSCRIBERS): counted from the plan.
 AWAITS = {"ventilator": "pipeworker", "publisher": "subscriber", "zpub": "zsub"}
 #: Stable role -> index of its status port after FIRST_STATUS_OFFSET; scaled role -> index of its block.
@@ -81,7 +87,10 @@ class Plan:
             if not 1 <= n <= MAX_SCALED:
                 raise LocalError(f"--{what} must be between 1 and {MAX_SCALED}, not {n}")
         unplanned = [
-            f"{r.name} {e}" for r in roles.ROLES.values() for e in (*r.binds, *r.connects) if e not in ENDPOINT_SETTINGS
+            f"{r.name} {e}"
+            for r in roles.ROLES.values()
+            for e in (*r.binds, *r.connects)
+            if e not in ENDPOINT_SETTINGS and e not in ADDRESS_SETTINGS
         ]
         if unplanned or len(STABLE) > MAX_STABLE:
             raise LocalError(
@@ -153,6 +162,7 @@ class Plan:
         """The settings of ``role`` in this plan (on top of NODE_NAME/STATUS_*): only those the role reads."""
         spec = roles.get(role)
         values = {setting: tcp(self.endpoint(name)) for setting, name in ENDPOINT_SETTINGS.items()}
+        values |= {setting: f"127.0.0.1:{self.endpoint(name)}" for setting, name in ADDRESS_SETTINGS.items()}
         values |= {"REDIS_URL": self.redis_url, "REDIS_PASSWORD": password, "BROKER_MODE": self.broker_mode}
         values |= {"WORK_MS": f"{self.work_ms:g}", "REQUESTS": str(self.requests), "TASKS": str(self.tasks)}
         values["MESSAGES"] = str(self.messages)

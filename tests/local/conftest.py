@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ops.harness import REDIS_SERVER, RedisServer
+from ops.rabbit import RabbitServer, rabbit_missing
 
 
 def require_redis_server() -> None:
@@ -28,6 +29,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     workdir = tmp_path / "redis"
     workdir.mkdir()
     server = RedisServer(workdir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    """A private rabbitmq-server (and its own epmd) for a test module; FAILS (never skips) if it is missing."""
+    missing = rabbit_missing()
+    if missing:
+        pytest.fail(f"{missing}; the RabbitMQ tests need a real broker", pytrace=False)
+    server = RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
     try:
         yield server.start()
     finally:

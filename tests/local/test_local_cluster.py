@@ -81,6 +81,7 @@ def test_up_delivers_exact_counts_then_down_stops_everything(cluster: LocalClust
     assert set(nodes) == {
         *("client", "broker", "worker-1", "worker-2", "ventilator", "pipeworker-1", "pipeworker-2", "sink"),
         *("publisher", "subscriber-1", "subscriber-2", "zpub", "zsub"),
+        *("udpserver", "udpclient", "tcpserver", "tcpclient"),
     }
     assert all(name in up.stdout for name in nodes)  # up ends by printing the table
 
@@ -108,6 +109,10 @@ def test_up_delivers_exact_counts_then_down_stops_everything(cluster: LocalClust
             wait_until(lambda sub=sub: get_json(nodes[sub])["counters"]["received"] == MESSAGES, 30, f"{sub} got all")
             counters = get_json(nodes[sub])["counters"]
             assert (counters["received"], counters["gaps"], counters["rejected"]) == (MESSAGES, 0, 0), (sub, counters)
+
+    for echo in ("udpclient", "tcpclient"):  # plain sockets: every request echoed (loopback)
+        counters = wait_until(lambda echo=echo: done(echo), 60, f"{echo} state=done")["counters"]
+        assert (counters["sent"], counters["answered"], counters["lost"]) == (REQUESTS, REQUESTS, 0), (echo, counters)
 
     status = cluster.run("status")
     assert status.returncode == 0, f"{status.stdout}\n{status.stderr}"

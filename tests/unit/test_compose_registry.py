@@ -13,7 +13,7 @@ from nodes import roles
 from ops.compose import COMPOSE_FILE
 
 #: Services that are not roles of the registry.
-NOT_ROLES = {"redis", "prometheus"}  # prometheus: optional (profile), not a node
+NOT_ROLES = {"redis", "prometheus", "rabbitmq"}  # prometheus, rabbitmq: optional (profiles), not nodes
 #: Variables a compose service may set that are no setting of its role. None today: add one here
 #: with the reason, never silently.
 COMPOSE_ONLY: dict[str, str] = {}

@@ -97,6 +97,26 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "DASHBOARD_NODES": ({"a=http://h:1/status": ("a=http://h:1/status",), "": ()}, ("ftp://x", "abc")),
     "DASHBOARD_INTERVAL": ({"1": 1.0, "0.2": 0.2}, ("0", *SECONDS_BAD)),
     "PROMETHEUS_URL": ({"": "", "http://127.0.0.1:9090/": "http://127.0.0.1:9090/"}, ("9090", "ftp://x")),
+    # udpserver, udpclient, tcpserver, tcpclient (plain sockets)
+    "UDP_BIND": ({"*:5561": "*:5561", "127.0.0.1:0": "127.0.0.1:0", "[::1]:9": "[::1]:9"}, ("5561", "h:65536", "")),
+    "TCP_BIND": ({"*:5562": "*:5562", "0.0.0.0:5562": "0.0.0.0:5562"}, ("tcp://*:5562", "*:-1", "a b:1")),
+    "UDP_SERVER": ({"udpserver:5561": "udpserver:5561", "[::1]:1": "[::1]:1"}, ("*:5561", "h:0", "h", "")),
+    "TCP_SERVER": ({"tcpserver:5562": "tcpserver:5562"}, ("tcp://h:1", "h:99999", "*:1")),
+    "WINDOW": ({"1": 1, "16": 16, "1024": 1024}, ("0", "-1", "1025", "x")),
+    ("udpclient", "PAYLOAD_BYTES"): ({"0": 0, "65499": 65499}, ("-1", "x", "65500")),  # + 8-byte header: UDP's max
+    "MAX_PAYLOAD": ({"0": 0, "65536": 65536}, ("-1", "x", "1.5", str(2**31))),
+    "SEED": ({"0": 0, "42": 42}, ("-1", "x", "1.5")),
+    # publisher, subscriber with BACKEND=rabbitmq
+    "BACKEND": ({"redis": "redis", "rabbitmq": "rabbitmq"}, ("RabbitMQ", "kafka", "")),
+    # ventilator, pipeworker with BACKEND=rabbitmq (a durable work queue)
+    ("ventilator", "BACKEND"): ({"zmq": "zmq", "rabbitmq": "rabbitmq"}, ("redis", "ZMQ", "")),
+    ("pipeworker", "BACKEND"): ({"zmq": "zmq", "rabbitmq": "rabbitmq"}, ("redis", "")),
+    "TASK_QUEUE": ({"mpc.tasks": "mpc.tasks", "q-1": "q-1"}, ("", "amq.x", "a b", "x" * 201)),
+    "PREFETCH": ({"1": 1, "10": 10}, ("0", "-1", "x")),
+    "AMQP_URL": (
+        {"amqp://u:p@rabbitmq:5672/%2F": "amqp://u:p@rabbitmq:5672/%2F", "amqps://h": "amqps://h"},
+        ("redis://h:1", "amqp://", "amqp://h:99999/", "h:5672"),
+    ),
 }
 #: Extra environment a value needs besides its own (a continuous publisher needs a rate).
 BASE_ENV = {"publisher": PASSWORD, "subscriber": PASSWORD}
@@ -209,6 +229,11 @@ def test_redis_password_is_required(role: str) -> None:
         with pytest.raises(config.ConfigError, match=rf"^REDIS_PASSWORD is required for {role}"):
             roles.load(role, environ=environ)
     assert roles.load(role, environ=PASSWORD).redis_password == "secret"
+
+
+def test_rabbitmq_backend_needs_no_redis_password() -> None:
+    for role in ("publisher", "subscriber"):
+        assert roles.load(role, environ={"BACKEND": "rabbitmq"}).backend == "rabbitmq"
 
 
 def test_roles_without_redis_do_not_need_a_password() -> None:

@@ -255,7 +255,7 @@ def test_compose_dashboard_watches_every_other_role_and_is_published_on_localhos
     service: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["dashboard"]
     env = service["environment"]
     assert set(env["DASHBOARD_SERVICES"].split(",")) == set(roles.NAMES) - {"dashboard"}
-    assert set(service["networks"]) == {"front", "back", "pipeline", "pubsub"}
+    assert set(service["networks"]) == {"front", "back", "pipeline", "pubsub", "sockets"}
     assert all(p.startswith("127.0.0.1:") for p in service["ports"])
     assert "127.0.0.1:${DASHBOARD_PORT:-8080}:8080" in service["ports"] and env["DASHBOARD_PORT"] == "8080"
 

@@ -14,7 +14,7 @@ import pytest
 from nodes import roles
 from tests.support import ROOT
 
-PATTERNS = ("reqrep", "pipeline", "pubsub")
+PATTERNS = ("reqrep", "pipeline", "pubsub", "sockets")
 ROLE_MODULES = {r.node.partition(":")[0]: r for r in roles.ROLES.values()}
 
 

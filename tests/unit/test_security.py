@@ -93,7 +93,7 @@ def test_acl_text_gives_each_pubsub_role_its_own_user() -> None:
 
 def test_security_yaml_covers_every_zmq_role_and_sets_only_settings() -> None:
     services = yaml.safe_load(SECURITY_FILE.read_text())["services"]
-    zmq_roles = {r.name for r in roles.ROLES.values() if r.binds or r.connects}
+    zmq_roles = {r.name for r in roles.ROLES.values() if r.speaks_zmq}
     curve = {name for name, svc in services.items() if (svc.get("environment") or {}).get("SECURITY") == "curve"}
     assert curve == zmq_roles
     for name, svc in services.items():
