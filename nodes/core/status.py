@@ -79,6 +79,61 @@ class Stats:
         }
 
 
+class Watchdog:
+    """Ends a process whose loop is stuck, so the container's restart policy starts it again.
+
+    Why: docker (compose v1 and v2) never restarts a container for being *unhealthy*; only swarm replaces
+    an unhealthy task. A loop that stopped turning (a bug, a wedged call) would otherwise sit there red
+    for ever. So when the loop has not passed for ``limit`` seconds - far longer than /healthz's
+    STALE_AFTER, and than any wait in a node, which all beat at least every POLL_MS - ``on_stuck`` runs
+    (the process entry point logs one line and exits with EXIT_STUCK), and ``restart: on-failure``
+    restarts the container. Only a stuck *loop* is worth a restart: a node without peers or without
+    Redis is waiting for them, and a restart would not bring them (that stays a health verdict).
+
+    A frozen process (``docker pause``, SIGSTOP, a starved machine) stops this thread too; when it
+    wakes up after a tick much longer than asked, the loop gets a fresh ``limit`` from that moment, so
+    a paused-then-resumed node is never killed for the pause. Started only for a node that is its own
+    process (``python -m nodes ROLE``), never for nodes run as threads of a test or benchmark.
+    """
+
+    TICK = 1.0
+    #: A tick this much longer than asked means the whole process was frozen, not the loop stuck.
+    FROZEN_AFTER = 3.0
+
+    def __init__(self, stats: Stats, limit: float, on_stuck: Callable[[float], None]) -> None:
+        self.stats = stats
+        self.limit = limit
+        self.on_stuck = on_stuck
+        self._tick = time.monotonic()
+        self._thawed = float("-inf")  # when the process last woke from a freeze
+        self._stop = threading.Event()
+
+    def check(self, now: float) -> float | None:
+        """One tick at ``now``: how long the loop has been stuck if that is over the limit, else None."""
+        if now - self._tick >= self.TICK + self.FROZEN_AFTER:
+            self._thawed = now
+        self._tick = now
+        if self.stats.state not in ("running", "done"):
+            return None
+        stuck = now - max(self.stats.last_beat, self._thawed)
+        return now - self.stats.last_beat if stuck >= self.limit else None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.TICK):
+            stuck = self.check(time.monotonic())
+            if stuck is not None:
+                self.on_stuck(stuck)
+                return
+
+    def start(self) -> Watchdog:
+        if self.limit > 0:
+            threading.Thread(target=self._run, name="watchdog", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class _Collector:
     """Exposes a :class:`Stats` snapshot to Prometheus without touching the hot path."""
 
