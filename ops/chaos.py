@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -719,8 +719,10 @@ def verdict(parts: Iterable[Assessment], faults: Sequence[Fault]) -> list[str]:
 class Chaos:
     """One chaos run: its project, the threads and the report."""
 
-    def __init__(self, duration: float, seed: int, project_name: str) -> None:
+    def __init__(self, duration: float, seed: int, project_name: str, save: str | None = None) -> None:
         self.duration = duration
+        #: Where to write the run's evidence as JSON (every incarnation's last /status, growth, faults, batches).
+        self.save_path = save
         self.seed = seed
         self.schedule = plan(duration, seed)
         ports = {var: str(free_port()) for var in ("FRONTEND_HOST_PORT", "ZPUB_HOST_PORT", "REDIS_HOST_PORT")}
@@ -837,6 +839,8 @@ class Chaos:
             say(f"{title}:")
             for line in part.lines:
                 say(line)
+        if self.save_path:
+            self.save(self.save_path, runs)
         problems = verdict(parts.values(), faults)
         problems += [f"fault kind never used: {k}" for k in missing_kinds]
         problems += self.driver.rerun_errors
@@ -851,6 +855,27 @@ class Chaos:
             return 1
         say("VERDICT: nothing lost that the design promises to keep - exit 0")
         return 0
+
+    def save(self, path: str, runs: Sequence[BatchRun]) -> None:
+        """The documents the verdict was made from, so a surprising number can be traced after the project is gone."""
+        with self.observer.lock:
+            lives = {label: [asdict(life) for life in lives] for label, lives in self.observer.lives.items()}
+            growth = [asdict(g) for g in self.observer.growth]
+        evidence = {
+            "project": self.project.name,
+            "seed": self.seed,
+            "duration": self.duration,
+            "faults": [asdict(f) for f in self.injector.faults],
+            "batches": [asdict(r) for r in runs],
+            "growth": growth,
+            "lives": lives,
+        }
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(evidence, f, indent=1, default=str)
+            say(f"evidence saved to {path}")
+        except OSError as exc:
+            say(f"could not save the evidence to {path}: {exc.strerror or exc}")
 
     def cleanup(self) -> None:
         self.stop.set()
@@ -872,6 +897,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=60, help="seconds of faults under load (default 60)")
     parser.add_argument("--seed", type=int, default=None, help="fault schedule seed (default: random, printed)")
     parser.add_argument("--project", default=None, help="compose project name (default mpc-chaos-<random>)")
+    parser.add_argument(
+        "--save",
+        default=None,
+        metavar="FILE",
+        help="also write the evidence (every node's last /status per incarnation, faults, batches) to FILE as JSON",
+    )
     return parser
 
 
@@ -883,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     try:
-        chaos = Chaos(args.duration, seed, args.project or f"mpc-chaos-{secrets.token_hex(3)}")
+        chaos = Chaos(args.duration, seed, args.project or f"mpc-chaos-{secrets.token_hex(3)}", args.save)
     except ValueError as exc:
         say(f"error: {exc}")
         return 2

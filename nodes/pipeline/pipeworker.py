@@ -66,8 +66,11 @@ class Pipeworker(Node):
     def serve(self) -> int:
         s = self.settings
         # dial: a task over MAX_MSG_SIZE makes libzmq drop the connection for good; the link re-dials it.
-        tasks = self.dial(zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES)
-        results = self.dial(zmq.PUSH, s.sink)
+        # ZMTP heartbeats on both: a peer gone without a word (cut off, recreated meanwhile) is noticed and re-dialled.
+        tasks = self.dial(
+            zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES, **protocol.HEARTBEATS
+        )
+        results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
             if not tasks.poll(POLL_MS):
                 continue

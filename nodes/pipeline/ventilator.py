@@ -117,7 +117,7 @@ class Ventilator(Node):
         # The last tasks sent may wait for room at a busy worker: give them up to WAIT_TIMEOUT after
         # the last send to get there (the default 1 s linger would drop them when tasks are slow).
         linger = int(s.wait_timeout * 1000)
-        beats = {"heartbeat_ivl": protocol.HEARTBEAT_IVL_MS, "heartbeat_timeout": protocol.HEARTBEAT_TIMEOUT_MS}
+        beats = protocol.HEARTBEATS
         tasks = self.socket(
             zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **beats
         )
