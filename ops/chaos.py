@@ -533,9 +533,13 @@ def assess_requests(clients: Mapping[str, Mapping[str, Any]]) -> Assessment:
         if latency is not None:
             worst.append(latency)
         requests = doc.get("requests")
+        lat = doc.get("latency") if isinstance(doc.get("latency"), dict) else {}
+        lat_text = "  latency " + " ".join(
+            f"{k} {lat[f'{k}_s']:.3f}s" for k in ("p50", "p99", "max") if isinstance(lat.get(f"{k}_s"), int | float)
+        )
         out.lines.append(
             f"  {label:<14} {doc.get('state', '?'):<8} sent {_c(doc, 'sent')}/{requests}  replied {_c(doc, 'replied')}"
-            f"  failed {_c(doc, 'failed')}  retried {_c(doc, 'retried')}"
+            f"  failed {_c(doc, 'failed')}  retried {_c(doc, 'retried')}" + (lat_text if latency is not None else "")
         )
         if _c(doc, "failed"):
             out.problems.append(f"requests: {label} failed {_c(doc, 'failed')} requests (no reply after every retry)")
@@ -548,7 +552,7 @@ def assess_requests(clients: Mapping[str, Mapping[str, Any]]) -> Assessment:
             )
     if not clients:
         out.problems.append("requests: no client was ever seen")
-    latency_text = f"{max(worst):.3f}s" if worst else "n/a (the clients do not report latency)"
+    latency_text = f"{max(worst):.3f}s" if worst else "n/a (no client reported latency)"
     out.lines.insert(
         0,
         f"  total          sent {totals['sent']}  replied {totals['replied']}  failed {totals['failed']}"
@@ -558,9 +562,9 @@ def assess_requests(clients: Mapping[str, Mapping[str, Any]]) -> Assessment:
 
 
 def _worst_latency(doc: Mapping[str, Any]) -> float | None:
-    """The client's worst request latency in seconds, if its /status reports one (today's clients do not)."""
+    """The client's worst request round trip in seconds (``latency.max_s`` in its /status), if it reports one."""
     latency = doc.get("latency")
-    value = latency.get("max_s") if isinstance(latency, dict) else doc.get("latency_max_s")
+    value = latency.get("max_s") if isinstance(latency, dict) else None
     return float(value) if isinstance(value, int | float) else None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import urllib.request
@@ -177,6 +178,27 @@ def parse_target(arg: str) -> tuple[str, str]:
     return label, url
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for any error in a handler; a node logs one line instead.
+
+    The usual one is harmless: the asker gave up before the answer was written (a healthcheck's
+    timeout on a loaded machine, a poller's Ctrl-C) - a reset connection, counted under DEBUG only.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        gone = isinstance(exc, ConnectionError)
+        event(
+            log,
+            "http_client_gone" if gone else "http_handler_error",
+            logging.DEBUG if gone else logging.WARNING,
+            client=str(client_address[0]) if client_address else "?",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
 class StatusServer:
     """Serves the node's state over HTTP in a daemon thread."""
 
@@ -211,8 +233,7 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietHTTPServer((host, port), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-http", daemon=True

@@ -57,6 +57,15 @@ def test_requests_all_replied_with_retries_is_no_loss() -> None:
     assert "worst latency n/a" in out.lines[0]
 
 
+def test_the_worst_latency_is_the_slowest_clients_max() -> None:
+    slow = {**client(), "latency": {"count": 100, "p50_s": 0.004, "p99_s": 0.9, "max_s": 6.104}}
+    fast = {**client(), "latency": {"count": 100, "p50_s": 0.003, "p99_s": 0.01, "max_s": 0.02}}
+    out = chaos.assess_requests({"client-1": slow, "client-2": fast})
+    assert out.problems == []
+    assert out.lines[0].endswith("worst latency 6.104s")
+    assert "latency p50 0.004s p99 0.900s max 6.104s" in out.lines[1]
+
+
 def test_a_failed_request_or_an_unfinished_client_is_a_loss() -> None:
     out = chaos.assess_requests({"client-1": client(replied=98, failed=2), "client-2": client("running", replied=50)})
     assert any("client-1 failed 2" in p for p in out.problems)
