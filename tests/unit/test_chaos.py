@@ -190,6 +190,21 @@ def test_a_subscriber_missing_the_tail_of_a_topic_is_a_loss_though_no_gap_shows_
     assert out.problems == ["pub/sub: zsub-1 never got the last messages of its topics: {'catA': 10}"]
 
 
+def test_a_miss_no_counter_shows_is_a_loss() -> None:
+    quiet = sub(received=95)
+    quiet["topics"]["catA"]["last_seq"] = 100  # heard the last one, no gap counted, yet 5 never arrived
+    out = chaos.assess_pubsub({"subscriber-1": [quiet]}, {"publisher-1": publisher()}, [], [])
+    assert out.problems == [
+        "pub/sub: subscriber-1 missed 5 messages but gaps and late joins inside outage windows account for only 0"
+    ]
+
+
+def test_an_incarnation_restarted_after_the_last_message_leaves_the_tail_to_its_predecessor() -> None:
+    after = {**sub(received=0, uptime=2.0), "topics": {}}
+    out = chaos.assess_pubsub({"subscriber-1": [sub(), after]}, {"publisher-1": publisher()}, [], [])
+    assert out.problems == []
+
+
 def test_the_verdict_adds_faults_that_were_never_healed() -> None:
     problems = chaos.verdict([chaos.Assessment()], [Fault("pause", "sink", "sink-1", 3.0, None)])
     assert len(problems) == 1 and "never healed" in problems[0]
