@@ -181,13 +181,16 @@ class Fault:
     start: float
     end: float | None = None  # healed at; None: never healed (the report says so)
     note: str = ""
+    #: False when docker refused the fault (e.g. "unable to freeze" on a loaded machine): it did not happen.
+    injected: bool = True
 
     def affects(self, label: str, service: str) -> bool:
         """Whether this fault excuses a pub/sub gap at subscriber ``label`` (of ``service``)."""
-        return self.target == label or self.service in OUTAGE_SOURCES.get(service, ())
+        return self.injected and (self.target == label or self.service in OUTAGE_SOURCES.get(service, ()))
 
     def describe(self) -> str:
         end = "never healed" if self.end is None else f"healed t+{self.end:5.1f}s"
+        end = end if self.injected else "NOT INJECTED"
         return f"t+{self.start:5.1f}s  {self.kind:<10} {self.target:<14} {end}" + (
             f"  ({self.note})" if self.note else ""
         )
@@ -235,7 +238,12 @@ class FaultInjector:
             with self.observer.fetching:
                 self._last_words(fault.target, container)
                 fault.start = round(self.clock(), 1)
-                self._inject(planned.kind, container, networks)
+                refused = self._inject_or_refused(planned.kind, container, networks)
+            if refused:
+                fault.injected, fault.note = False, f"docker refused it: {refused}"
+                self.heal(fault, container, networks)  # undo whatever part of it took effect
+                say(f"  fault {fault.describe()}")
+                return fault
             stop.wait(DOWN_S[planned.kind])
             self.heal(fault, container, networks)
             say(f"  fault {fault.describe()}")
@@ -267,6 +275,18 @@ class FaultInjector:
         container.reload()
         nets = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
         return {name: list(v.get("Aliases") or []) for name, v in nets.items()}
+
+    def _inject_or_refused(self, kind: str, container: Container, networks: Mapping[str, list[str]]) -> str:
+        """Inject the fault, once more after a second if docker refuses; "" when done, else docker's reason."""
+        for attempt in (1, 2):
+            try:
+                self._inject(kind, container, networks)
+                return ""
+            except docker.errors.APIError as exc:
+                reason = str(exc.explanation or exc)
+                if attempt == 1:
+                    time.sleep(1.0)  # e.g. runc "unable to freeze" under load: a moment later it usually can
+        return reason
 
     def _inject(self, kind: str, container: Container, networks: Mapping[str, list[str]]) -> None:
         if kind == "kill":
@@ -881,7 +901,7 @@ class Chaos:
                 + ", ".join(f"{label} t+{t:.1f}s" for label, t in sorted(senders.items()))
                 + (f"; {len(late)} faults began after the first sender finished" if late else "")
             )
-        kinds = {f.kind for f in faults}
+        kinds = {f.kind for f in faults if f.injected}
         missing_kinds = [k for k in KINDS if k not in kinds]
         for title, part in parts.items():
             say(f"{title}:")

@@ -50,7 +50,7 @@ def test_chaos_60s_loses_nothing_with_every_fault_kind(docker_ready: None, tmp_p
     assert proc.returncode == 0, f"ops.chaos exited {proc.returncode}:\n{out[-6000:]}"
     evidence = json.loads(evidence_path.read_text())
     faults = evidence["faults"]
-    assert {f["kind"] for f in faults} == set(KINDS), faults
+    assert {f["kind"] for f in faults if f["injected"]} == set(KINDS), faults
     assert all(f["end"] is not None for f in faults), [f for f in faults if f["end"] is None]
     batches = evidence["batches"]
     assert batches and all(b["finished"] and (b["doc"].get("sink") or {}).get("complete") for b in batches), batches

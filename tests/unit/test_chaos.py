@@ -205,6 +205,35 @@ def test_an_incarnation_restarted_after_the_last_message_leaves_the_tail_to_its_
     assert out.problems == []
 
 
+def test_a_fault_docker_refused_excuses_nothing() -> None:
+    refused = Fault("kill", "redis", "redis-1", 10.0, 10.5, injected=False)
+    growth = [Growth("subscriber-1", "gaps", 3, since=11.0, seen=12.0, topic="catA")]
+    out = chaos.assess_pubsub(
+        {"subscriber-1": [sub(gaps=3)]}, {"publisher-1": publisher(published=103)}, growth, [refused]
+    )
+    assert len(out.problems) == 1 and "outside any outage" in out.problems[0]
+    assert "NOT INJECTED" in refused.describe()
+
+
 def test_the_verdict_adds_faults_that_were_never_healed() -> None:
     problems = chaos.verdict([chaos.Assessment()], [Fault("pause", "sink", "sink-1", 3.0, None)])
     assert len(problems) == 1 and "never healed" in problems[0]
+
+
+def test_a_fault_docker_refuses_once_is_tried_again_and_a_second_refusal_is_reported() -> None:
+    import docker.errors
+
+    class Flaky:
+        def __init__(self, refusals: int) -> None:
+            self.refusals = refusals
+            self.calls = 0
+
+        def _inject(self, *_args: Any) -> None:
+            self.calls += 1
+            if self.calls <= self.refusals:
+                raise docker.errors.APIError("500", explanation="OCI runtime pause failed: unable to freeze")
+
+    once, always = Flaky(1), Flaky(5)
+    assert chaos.FaultInjector._inject_or_refused(once, "pause", None, {}) == ""  # type: ignore[arg-type]
+    assert "unable to freeze" in chaos.FaultInjector._inject_or_refused(always, "pause", None, {})  # type: ignore[arg-type]
+    assert (once.calls, always.calls) == (2, 2)
