@@ -478,11 +478,12 @@ def exit_code_from_logs(container: Container) -> int | None:
 def attach_networks(project: Project, services: Sequence[str] = ()) -> list[str]:
     """Put every running container (of ``services``) on every network its service names; what was missing.
 
-    compose v1 attaches a container by *disconnecting* it from its first network and connecting it
-    again with its aliases; on an overloaded machine the second half was seen not to happen (twice in
-    eight runs here): broker, redis, sink and zsub up and "healthy" (the healthcheck is local) on no
-    network at all, so every pattern stood still and the run reported everything lost. A container
-    found so is connected the way compose would have (service name and short id as aliases).
+    In three of seven runs on a shared, overloaded machine (load 20-80) containers were found up and
+    "healthy" (the healthcheck is local) on no network at all - once broker, redis, sink and zsub, once
+    every container - so patterns stood still and the run reported everything lost. The cause was not
+    pinned down (compose v1 attaches a container by disconnecting and reconnecting it; other projects
+    were being created and removed meanwhile). A container found so is connected the way compose would
+    have (service name and short id as aliases), and the report lists it: that is start-up, not a fault.
     """
     wanted = {
         name: list(spec.get("networks") or [])
