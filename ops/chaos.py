@@ -485,21 +485,30 @@ def attach_networks(project: Project, services: Sequence[str] = ()) -> list[str]
     were being created and removed meanwhile). A container found so is connected the way compose would
     have (service name and short id as aliases), and the report lists it: that is start-up, not a fault.
     """
+    repaired = []
+    for container, net in off_networks(project, services):
+        service = container.labels.get(SERVICE_LABEL, "")
+        docker_client().networks.get(f"{project.name}_{net}").connect(container, aliases=[service, container.id[:12]])
+        repaired.append(f"{label_of(container)} on {net}")
+    return repaired
+
+
+def off_networks(project: Project, services: Sequence[str] = ()) -> list[tuple[Container, str]]:
+    """``(container, network)`` for each network a running container's service names but it is not on."""
     wanted = {
         name: list(spec.get("networks") or [])
         for name, spec in (yaml.safe_load(project.compose_file.read_text()).get("services") or {}).items()
     }
-    repaired = []
+    out = []
     for container in project.containers(services, running=True):
-        service = container.labels.get(SERVICE_LABEL, "")
         container.reload()
         attached = set(container.attrs.get("NetworkSettings", {}).get("Networks") or {})
-        for net in wanted.get(service, []):
-            full = f"{project.name}_{net}"
-            if full not in attached:
-                docker_client().networks.get(full).connect(container, aliases=[service, container.id[:12]])
-                repaired.append(f"{label_of(container)} on {net}")
-    return repaired
+        out += [
+            (container, net)
+            for net in wanted.get(container.labels.get(SERVICE_LABEL, ""), [])
+            if f"{project.name}_{net}" not in attached
+        ]
+    return out
 
 
 class LoadDriver:
@@ -949,6 +958,14 @@ class Chaos:
                 say(line)
         if self.save_path:
             self.save(self.save_path, runs)
+        off: list[str] = []
+        # Faults are healed one by one, so at the end every container must be on its networks again; one
+        # that is not was taken off from outside (seen on a shared machine while another project ran
+        # `docker swarm init/leave`): the run says so and exits 2, the losses after it prove nothing.
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            off = [f"{label_of(c)} off {net}" for c, net in off_networks(self.project)]
+            if off:
+                say(f"DISTURBED: containers were taken off their networks from outside this run: {', '.join(off)}")
         problems = verdict(parts.values(), faults)
         problems += [f"fault kind never used: {k}" for k in missing_kinds]
         problems += self.driver.rerun_errors
@@ -960,6 +977,9 @@ class Chaos:
             say(f"VERDICT: LOST ({len(problems)} problems) - exit 1")
             for p in problems:
                 say(f"  - {p}")
+            if off:
+                say("VERDICT void: the cluster was disturbed from outside (see DISTURBED) - exit 2")
+                return 2
             return 1
         say("VERDICT: nothing lost that the design promises to keep - exit 0")
         return 0
