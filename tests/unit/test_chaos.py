@@ -66,6 +66,14 @@ def test_the_worst_latency_is_the_slowest_clients_max() -> None:
     assert "latency p50 0.004s p99 0.900s max 6.104s" in out.lines[1]
 
 
+def test_a_failed_request_is_a_loss_shown_with_the_broker_fault_around_it() -> None:
+    growth = [Growth("client-1", "failed", 2, since=20.0, seen=21.0)]
+    faults = [Fault("stop", "broker", "broker-1", 5.0, 15.0), Fault("kill", "redis", "redis-1", 18.0, 19.0)]
+    out = chaos.assess_requests({"client-1": client(replied=98, failed=2)}, growth, faults)
+    assert any("client-1 failed 2" in p for p in out.problems)
+    assert "    2 failed, seen t+20.0..21.0s: during stop broker-1 t+5.0..15.0s" in out.lines
+
+
 def test_a_failed_request_or_an_unfinished_client_is_a_loss() -> None:
     out = chaos.assess_requests({"client-1": client(replied=98, failed=2), "client-2": client("running", replied=50)})
     assert any("client-1 failed 2" in p for p in out.problems)
