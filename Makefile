@@ -24,7 +24,7 @@ LINT_PATHS := $(wildcard nodes ops tests bench scripts)
 # --flag N only for the counts that are set: `make scale WORKERS=6`.
 SCALE_FLAGS = $(if $(WORKERS),--workers $(WORKERS)) $(if $(PIPE_WORKERS),--pipe-workers $(PIPE_WORKERS)) $(if $(SUBSCRIBERS),--subscribers $(SUBSCRIBERS))
 
-.PHONY: help install system-packages venv lint image up down status scale logs demo up-local down-local status-local bench bench-quick chaos soak test
+.PHONY: help install system-packages venv lint image up keys down status scale logs demo up-local down-local status-local bench bench-quick chaos soak test
 
 help: ## list the targets (default)
 	@echo "make TARGET [PYTHON=python3.X]   (python: $(PY); compose tool: $(COMPOSE))"
@@ -62,8 +62,11 @@ image: install ## build the node image offline (base image by debootstrap, wheel
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
 	bash scripts/build-prometheus-image.sh
 
-up: image ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1]
+up: image $(if $(filter curve,$(SECURITY)),keys) ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [SECURITY=curve]
 	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
+
+keys: venv ## SECURITY=curve: CURVE keypairs, the ZAP allow-list and Redis ACL users in build/keys (once; --force anew)
+	$(PY) -m ops.keys
 
 down: venv ## stop and remove the compose cluster
 	$(PY) -m ops.cluster down

@@ -65,10 +65,13 @@ def wait_ready(target: Any, thread: threading.Thread) -> bool:
     """Whether the node or baseline in ``thread`` became ready within READY_TIMEOUT (False if its thread ended)."""
 
     def ready() -> bool:
+        # Readiness first: a one-shot with a tiny batch (--quick) may be ready and already done by now.
+        event = getattr(target, "ready", None)
+        if event.is_set() if event is not None else target.stats.state in ("running", "done"):
+            return True
         if not thread.is_alive():
             raise Gone(f"{thread.name} ended")
-        event = getattr(target, "ready", None)
-        return event.is_set() if event is not None else target.stats.state in ("running", "done")
+        return False
 
     try:
         until(ready, READY_TIMEOUT, f"{thread.name} to be ready", interval=0.005)

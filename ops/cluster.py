@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from nodes import roles
+from nodes.core.config import ConfigError
 from ops import table
 from ops.compose import (
     DEFAULT_PROJECT,
@@ -35,6 +36,7 @@ from ops.compose import (
     snapshot,
     status_of,
 )
+from ops.keys import secure_project
 from ops.wait import TimedOut, WaitError, until
 
 #: Replica counts of ``up`` unless given.
@@ -119,6 +121,10 @@ def where_to_look(project: Project) -> None:
     say("  logs             make logs            make logs SERVICE=broker")
     say("  more workers     make scale WORKERS=6 (PIPE_WORKERS=, SUBSCRIBERS=)")
     say("  a counted run    make demo            stop it all: make down")
+    if project.overrides:  # SECURITY=curve
+        say("  security         curve (CURVE + key allow-list, Redis ACL users): refused peers in auth_denied")
+    else:
+        say("  security         plain: no authentication, anyone who reaches a port is trusted (SECURITY=curve)")
 
 
 def with_prometheus(project: Project) -> None:
@@ -141,11 +147,14 @@ def dashboard_url(project: Project) -> str:
 def host_endpoints(project: Project) -> dict[str, str]:
     """Where a program on the host reaches the cluster (the fixed ports compose.yaml publishes)."""
     env = {**read_env_file(project.env_file), **os.environ, **project.env}
+    curve = "KEYS_HOST_DIR" in project.env  # SECURITY=curve (ops.keys.secure_project)
+    key = ", CURVE: an allowed key, docs/wire.md" if curve else ""
+    passwords = f"{env['KEYS_HOST_DIR']}/redis.env" if curve else project.env_file.relative_to(ROOT)
     return {
-        "your REQ client": f"tcp://127.0.0.1:{env.get('FRONTEND_HOST_PORT', '5555')}  (broker frontend)",
-        "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub)",
+        "your REQ client": f"tcp://127.0.0.1:{env.get('FRONTEND_HOST_PORT', '5555')}  (broker frontend{key})",
+        "your SUB socket": f"tcp://127.0.0.1:{env.get('ZPUB_HOST_PORT', '5559')}  (zpub{key})",
         "your Redis client": f"redis://127.0.0.1:{env.get('REDIS_HOST_PORT', '6379')}/0  "
-        f"(password: REDIS_PASSWORD in {project.env_file.relative_to(ROOT)})",
+        f"(password: REDIS_PASSWORD in {passwords})",
     }
 
 
@@ -468,8 +477,14 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    project = Project(args.project)
     try:
-        return COMMANDS[args.command](args, Project(args.project))
+        secure_project(project)  # SECURITY=curve: compose/security.yaml and the keys (ops.keys)
+    except ConfigError as exc:
+        say(f"[red]error:[/] {exc}")
+        return 2
+    try:
+        return COMMANDS[args.command](args, project)
     except (ComposeError, WaitError) as exc:
         say(f"[red]error:[/] {exc}")
         return 1

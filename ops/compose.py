@@ -171,6 +171,8 @@ class Project:
         self.env = dict(env or {})
         self.compose_file = compose_file
         self.env_file = env_file
+        #: Files laid over ``compose_file`` (``-f`` each, in order), e.g. compose/security.yaml (SECURITY=curve).
+        self.overrides: list[Path] = []
 
     # --- the compose CLI ---------------------------------------------------------------------
 
@@ -179,7 +181,8 @@ class Project:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``compose -p NAME -f FILE --env-file ENV ARGS``; raises ComposeError on a non-zero exit."""
         dotenv = ensure_env_file(self.env_file)
-        cmd = [*compose_tool(), "-p", self.name, "-f", str(self.compose_file), "--env-file", str(self.env_file), *args]
+        files = [arg for path in (self.compose_file, *self.overrides) for arg in ("-f", str(path))]
+        cmd = [*compose_tool(), "-p", self.name, *files, "--env-file", str(self.env_file), *args]
         full_env = {**dotenv, **os.environ, **self.env, **(env or {})}
         try:
             proc = subprocess.run(

@@ -158,10 +158,13 @@ class RedisServer:
     ``extra``: more redis.conf lines (the bench lifts the pub/sub output-buffer limit).
     """
 
-    def __init__(self, workdir: Path, extra: Sequence[str] = (), server: str = REDIS_SERVER) -> None:
+    def __init__(
+        self, workdir: Path, extra: Sequence[str] = (), server: str = REDIS_SERVER, password: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.password = secrets.token_hex(12)
+        #: the default user's; ``password`` given: one an ``aclfile`` in ``extra`` also holds (ops.keys)
+        self.password = password or secrets.token_hex(12)
         self.server = server
         self.conf_path = workdir / f"redis-{self.port}.conf"
         self.log_path = workdir / f"redis-{self.port}.log"

@@ -25,6 +25,10 @@ from nodes.pipeline.protocol import MAX_BATCH_ID, MAX_WORK_MS, ledger_endpoint
 DEFAULT_TOPICS = ("catA", "catB", "catC", "catD")
 
 
+#: SECURITY: ``plain`` (the default, unauthenticated) or ``curve`` (nodes.core.security).
+SECURITY_MODES = ("plain", "curve")
+
+
 class ConfigError(ValueError):
     """A setting with a bad or missing value; the message names the variable."""
 
@@ -69,6 +73,18 @@ MIN_MSG_SIZE = 1024
 #: Bytes of a client's request frame besides its payload (envelope fields, node name): PAYLOAD_BYTES plus
 #: this must fit in MAX_MSG_SIZE, or the broker's libzmq drops the client's connection.
 ENVELOPE_HEADROOM = 1024
+#: PAYLOAD_BYTES of the senders that have no payload of their own (ventilator, publisher, zpub): a ``pad``
+#: field of that many bytes in each body, so ``make bench`` can run them at the sizes of their baselines.
+PAD_HELP = "bytes of padding ('pad') in each message's body, to size frames like a real payload (0: none)"
+
+
+def _payload_fits(payload_bytes: int, max_msg_size: int, receiver: str, role: str) -> None:
+    """PAYLOAD_BYTES plus the envelope must fit in MAX_MSG_SIZE, or the receiver's libzmq drops the connection."""
+    if payload_bytes + ENVELOPE_HEADROOM > max_msg_size:
+        raise ConfigError(
+            f"PAYLOAD_BYTES={payload_bytes} does not fit in MAX_MSG_SIZE={max_msg_size} "
+            f"(with {ENVELOPE_HEADROOM} bytes for the envelope): {receiver} would drop the connection ({role})"
+        )
 
 
 def _number(kind: type, low: float | None, what: str, high: float | None = None) -> Callable[[str], Any]:
@@ -115,6 +131,11 @@ def message_size(value: str) -> int:
     if n < MIN_MSG_SIZE:
         raise ValueError(f"must be at least {MIN_MSG_SIZE} bytes (an envelope must fit)")
     return n
+
+
+def optional_message_size(value: str) -> int:
+    """0 (the same as MAX_MSG_SIZE) or a :func:`message_size`."""
+    return 0 if whole(value) == 0 else message_size(value)
 
 
 def port(value: str) -> int:
@@ -197,6 +218,11 @@ def password(value: str) -> str:
     return value
 
 
+def acl_user(value: str) -> str:
+    """Empty (Redis's default user) or an ACL user name as ``ACL SETUSER`` takes it."""
+    return _printable(value, "a Redis ACL user name", 128)
+
+
 def directory(value: str) -> str:
     if "\0" in value:
         raise ValueError("has a NUL character (not a path)")
@@ -268,6 +294,15 @@ class Common:
     watchdog_s: float = setting(
         60.0, "WATCHDOG_S", "seconds the loop may be stuck before the node exits 4 to be restarted (0 = off)", seconds
     )
+    security: str = setting(
+        "plain",
+        "SECURITY",
+        "plain (no authentication: anyone who reaches a port is trusted) or curve (ZeroMQ CURVE + a key allow-list)",
+        choice(*SECURITY_MODES),
+    )
+    keys_dir: str = setting(
+        "build/keys", "KEYS_DIR", "SECURITY=curve: directory of the keys (made by python -m ops.keys)", directory
+    )
 
     @property
     def name(self) -> str:
@@ -299,8 +334,10 @@ class Publish(Batch):
         "envelope (msgpack, sequence-checked by our subscribers) or plain (value hatX on topic catX, UTF-8)",
         choice("envelope", "plain"),
     )
+    payload_bytes: int = setting(0, "PAYLOAD_BYTES", PAD_HELP + "; FORMAT=envelope only", whole)
 
     def __post_init__(self) -> None:
+        _payload_fits(self.payload_bytes, self.max_msg_size, "a subscriber", getattr(self, "ROLE", ""))
         if self.messages == 0 and self.rate <= 0:
             raise ConfigError(
                 f"MESSAGES=0 publishes continuously and needs RATE > 0 (messages per second, e.g. RATE=10): "
@@ -317,6 +354,9 @@ class Publish(Batch):
 class Redis:
     redis_url: str = setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Redis server URL", redis_url)
     redis_password: str = setting("", "REDIS_PASSWORD", "Redis password (required)", password)
+    redis_user: str = setting(
+        "", "REDIS_USER", "Redis ACL user (empty: the default user; ops.keys makes one per role)", acl_user
+    )
 
 
 @dataclass(frozen=True)
@@ -357,11 +397,7 @@ class ClientSettings(Batch, Common):
     payload_bytes: int = setting(16, "PAYLOAD_BYTES", "size of each request's payload", whole)
 
     def __post_init__(self) -> None:
-        if self.payload_bytes + ENVELOPE_HEADROOM > self.max_msg_size:
-            raise ConfigError(
-                f"PAYLOAD_BYTES={self.payload_bytes} does not fit in MAX_MSG_SIZE={self.max_msg_size} "
-                f"(with {ENVELOPE_HEADROOM} bytes for the envelope): the broker would drop the connection (client)"
-            )
+        _payload_fits(self.payload_bytes, self.max_msg_size, "the broker", self.ROLE)
 
 
 @dataclass(frozen=True)
@@ -369,6 +405,26 @@ class BrokerSettings(Heartbeat, Common):
     ROLE: ClassVar[str] = "broker"
     frontend: str = setting("tcp://*:5555", "FRONTEND_BIND", "ROUTER for clients", bind_endpoint)
     backend: str = setting("tcp://*:5556", "BACKEND_BIND", "DEALER (proxy) / ROUTER (lru) for workers", bind_endpoint)
+    backend_max_msg_size: int = setting(
+        0,
+        "BACKEND_MAX_MSG_SIZE",
+        "largest request the workers accept, bytes (their MAX_MSG_SIZE; 0 = this broker's MAX_MSG_SIZE):"
+        " a larger one is refused to the client with the reason, never forwarded",
+        optional_message_size,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend_max_msg_size > self.max_msg_size:
+            raise ConfigError(
+                f"BACKEND_MAX_MSG_SIZE={self.backend_max_msg_size} is above MAX_MSG_SIZE={self.max_msg_size}:"
+                " the broker itself accepts no request that large (raise MAX_MSG_SIZE, or set 0) (broker)"
+            )
+
+    @property
+    def request_limit(self) -> int:
+        """Largest request the broker forwards: what its workers accept."""
+        return self.backend_max_msg_size or self.max_msg_size
 
 
 @dataclass(frozen=True)
@@ -411,9 +467,11 @@ class VentilatorSettings(Batch, Common):
         "re-send rounds in a row that bring no new result before giving up (exit 1); 0 = never re-send",
         whole,
     )
+    payload_bytes: int = setting(0, "PAYLOAD_BYTES", PAD_HELP, whole)
 
     def __post_init__(self) -> None:
         _ledger_of("SINK_ENDPOINT", self.sink, "SINK_CONTROL", self.sink_control, self.ROLE)
+        _payload_fits(self.payload_bytes, self.max_msg_size, "a pipeworker", self.ROLE)
 
 
 @dataclass(frozen=True)
@@ -534,7 +592,24 @@ def load(
     for f in fields:
         if f.name in REQUIRED and not values.get(f.name):
             raise ConfigError(f"{f.metadata['env']} is required for {role}: {f.metadata['help']}")
-    return settings(**values)
+    loaded = settings(**values)
+    if loaded.security == "curve":
+        _check_keys(loaded, fields)
+    return loaded
+
+
+def _check_keys(settings: Common, fields: tuple[dataclasses.Field, ...]) -> None:
+    """SECURITY=curve: every key file the role reads must exist now, not at its first bind or connect."""
+    from nodes.core.security import needed_files  # zmq only where curve is asked for
+
+    parsers = {f.metadata["parse"] for f in fields}
+    binds, connects = bind_endpoint in parsers, connect_endpoint in parsers
+    for path in needed_files(settings.keys_dir, settings.role, binds, connects):
+        if not path.exists():
+            raise ConfigError(
+                f"SECURITY=curve needs {path}, which does not exist (KEYS_DIR={settings.keys_dir!r}): "
+                f"run `make keys` (python -m ops.keys --dir {settings.keys_dir}) ({settings.role})"
+            )
 
 
 # --- the dashboard (issue 12): appended here on purpose, nothing above depends on it ---------------------

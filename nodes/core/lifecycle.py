@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import zmq
 
-from nodes.core import config, wire
+from nodes.core import config, security, wire
 from nodes.core.log import event, log_context, worth_logging
-from nodes.core.peers import Link
+from nodes.core.peers import Link, PeerCounter
 from nodes.core.status import Stats, StatusServer
 
 T = TypeVar("T")
@@ -38,6 +38,8 @@ POLL_MS = 100
 _NOBLOCK, _MORE_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.RCVMORE)
 #: Most messages :meth:`Node.drain` reads from one socket per pass, so other sockets get their turn.
 DRAIN_BATCH = 256
+#: Seconds between two readings of the links' monitor events by :meth:`Node.running` (a busy loop calls it often).
+LINK_WATCH_S = 0.02
 #: How long close() may spend flushing queued outgoing messages, ms.
 LINGER_MS = 1000
 
@@ -66,6 +68,13 @@ def recv_nowait(sock: zmq.Socket) -> list[bytes]:
         frames.append(recv(_NOBLOCK))
     return frames
 
+
+#: Why a handshake failed under SECURITY=curve, by monitor event (logged with ``auth_denied``/``auth_failed``).
+REFUSALS = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "ZAP refused the key (not in the allow-list)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "not a CURVE peer of this key (a plain peer, or the wrong server key)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the peer hung up mid-handshake (a plain peer that saw CURVE, usually)",
+}
 
 #: Exit code of a one-shot sender (client, ventilator, publisher, zpub) stopped by SIGTERM/SIGINT before
 #: its batch was delivered: distinct from 0 (delivered) and 1 (gave up), so a script can tell them apart.
@@ -97,6 +106,14 @@ class Node:
         self._sockets: list[zmq.Socket] = []
         #: Connections of the sockets opened with :meth:`dial`, watched by :meth:`running`.
         self.links: list[Link] = []
+        self._links_due = 0.0
+        #: SECURITY: CURVE keys on every bound and connecting socket (nodes.core.security), or nothing.
+        self.security = security.for_settings(settings, self.ctx)
+        #: Monitors of bound sockets no role watches itself, read by :meth:`running` (curve: refused peers).
+        self.guards: list[PeerCounter] = []
+        self._monitored: set[int] = set()  # ids of the sockets that have a monitor (libzmq allows one)
+        if self.security.mode == "curve":
+            self.stats.counters["auth_denied"] = 0
 
     # --- what roles override --------------------------------------------------------------
 
@@ -145,7 +162,12 @@ class Node:
 
     def status_doc(self) -> dict[str, Any]:
         """The role's part of ``/status``: the uniform ``peers`` and ``summary`` plus :meth:`extra_status`."""
-        doc = {"peers": self.peer_count(), "summary": self.summary(), "exit_code": self.exit_code}
+        doc = {
+            "peers": self.peer_count(),
+            "summary": self.summary(),
+            "exit_code": self.exit_code,
+            "security": self.security.mode,
+        }
         return doc | self.extra_status()
 
     # --- helpers for roles ----------------------------------------------------------------
@@ -162,6 +184,7 @@ class Node:
             self.bind(sock, bind)
         if connect:
             event(log, "connecting", endpoint=connect, socket=zmq.SocketType(sock.type).name, resolved=resolve(connect))
+            self.security.client(sock)
             sock.connect(connect)
         return sock
 
@@ -173,8 +196,34 @@ class Node:
         """
         sock = self.socket(kind, **options)
         event(log, "connecting", endpoint=endpoint, socket=zmq.SocketType(kind).name, resolved=resolve(endpoint))
-        self.links.append(Link(sock, endpoint).connect())  # monitor before connect: no event is missed
+        self.security.client(sock)
+        link = Link(sock, endpoint, on_refused=lambda message: self.refused(message, "auth_failed"))
+        self._monitored.add(id(sock))
+        self.links.append(link.connect())  # monitor before connect: no event is missed
         return sock
+
+    def count_peers(self, sock: zmq.Socket) -> PeerCounter:
+        """The :class:`PeerCounter` of a socket about to bind (create it *before* :meth:`bind`).
+
+        A socket has one monitor, so the role's peer count is also where refused peers are seen.
+        """
+        self._monitored.add(id(sock))
+        return PeerCounter(sock, on_refused=lambda message: self.refused(message, "auth_denied"))
+
+    def refused(self, message: dict, counter: str) -> None:
+        """Count and log (sampled) a handshake refused under SECURITY=curve.
+
+        ``auth_denied`` on a binding node: a peer without CURVE, with the wrong server key, or with a key
+        not on the allow-list (ZAP) got nothing. ``auth_failed`` on a connecting node: it was refused.
+        """
+        if self.security.mode != "curve":
+            return
+        self.stats.incr(counter)
+        n = self.stats.counters[counter]
+        if worth_logging(n):
+            why = REFUSALS.get(message["event"], "handshake failed")
+            endpoint = message["endpoint"].decode(errors="replace")
+            event(log, counter, logging.WARNING, endpoint=endpoint, reason=why, code=message["value"], total=n)
 
     def link_of(self, sock: zmq.Socket) -> Link | None:
         return next((link for link in self.links if link.sock is sock), None)
@@ -197,7 +246,14 @@ class Node:
                 )
 
     def bind(self, sock: zmq.Socket, endpoint: str) -> None:
-        """Bind and log it (separate from :meth:`socket` for a socket that needs a monitor first)."""
+        """Bind and log it (separate from :meth:`socket` for a socket that needs a monitor first).
+
+        Under SECURITY=curve the socket becomes a CURVE server and, unless the role watches it already
+        (:meth:`count_peers`), gets a guard monitor that counts the peers it refuses.
+        """
+        self.security.server(sock, self.name)
+        if self.security.mode == "curve" and id(sock) not in self._monitored:
+            self.guards.append(self.count_peers(sock))
         sock.bind(endpoint)
         event(log, "bound", endpoint=endpoint, socket=zmq.SocketType(sock.type).name)
 
@@ -229,8 +285,13 @@ class Node:
     def running(self) -> bool:
         """Loop condition: marks the node alive for /healthz, watches the links, says whether to go on."""
         self.stats.beat()
-        if self.links:
-            self.watch_links()
+        if self.links or self.guards:
+            now = time.monotonic()
+            if now >= self._links_due:  # not every message: reading the monitors cost a pipeworker ~8 us a task
+                self._links_due = now + LINK_WATCH_S
+                self.watch_links()
+                for guard in self.guards:
+                    guard.poll()
         return not self.stop.is_set()
 
     def decode(self, frame: bytes, source: str) -> wire.Envelope | None:
@@ -351,9 +412,13 @@ class Node:
             for link in self.links:
                 link.close()
             self.links.clear()
+            for guard in self.guards:
+                guard.close()
+            self.guards.clear()
             for sock in self._sockets:
                 sock.close()
             self._sockets.clear()
+            self.security.close()
             self.status_server.close()
             event(log, "stopped", exit_code=rc, counters=self.stats.counters)
             log_context.reset(context)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -33,18 +34,31 @@ class PeerCounter:
     FAILED = (
         zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     )
+    #: A handshake that did not complete, reported to ``on_refused`` (SECURITY=curve counts it): ZAP said no
+    #: (AUTH), the peer spoke another mechanism or key (PROTOCOL), or it hung up mid-handshake (NO_DETAIL: a
+    #: plain peer that saw the CURVE greeting first drops the connection before the server sees a mismatch).
+    REFUSED = FAILED
     EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | FAILED
 
-    def __init__(self, sock: zmq.Socket) -> None:
+    def __init__(self, sock: zmq.Socket, on_refused: Callable[[dict], None] | None = None) -> None:
         self.sock = sock
         self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.on_refused = on_refused
         self._balance = 0  # successes + failures - disconnects
         self.count = 0
+
+    def _event(self) -> int:
+        """Read one queued monitor event, report it if it is a refused handshake, return its kind."""
+        message = recv_monitor_message(self.monitor)
+        kind = message["event"]
+        if kind & self.REFUSED and self.on_refused is not None:
+            self.on_refused(message)
+        return kind
 
     def poll(self) -> int:
         """Apply the events queued so far (never blocks) and return the connected count."""
         while self.monitor.poll(0):
-            kind = recv_monitor_message(self.monitor)["event"]
+            kind = self._event()
             if kind == zmq.EVENT_DISCONNECTED:
                 self._balance -= 1
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or kind & self.FAILED:
@@ -76,8 +90,14 @@ class Link(PeerCounter):
     EVENTS = PeerCounter.EVENTS | zmq.EVENT_CONNECT_RETRIED
     MAX_DELAY = 8.0
 
-    def __init__(self, sock: zmq.Socket, endpoint: str, settle: float = 0.25) -> None:
-        super().__init__(sock)
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        endpoint: str,
+        settle: float = 0.25,
+        on_refused: Callable[[dict], None] | None = None,
+    ) -> None:
+        super().__init__(sock, on_refused)
         self.endpoint = endpoint
         self.settle = settle
         self.cut_offs = 0
@@ -92,7 +112,7 @@ class Link(PeerCounter):
     def poll(self, now: float | None = None) -> int:
         """Apply queued events; re-dial a connection libzmq dropped for good. Returns the connected count."""
         while self.monitor.poll(0):
-            kind = recv_monitor_message(self.monitor)["event"]
+            kind = self._event()
             if kind == zmq.EVENT_DISCONNECTED:
                 self._balance -= 1
                 self.down_since = time.monotonic()

@@ -71,6 +71,9 @@ class BatchLedger:
     received: int = 0
     #: Distinct task numbers received; once the batch is complete, ``range(size)`` (the same answers, no memory).
     seen: set[int] | range = field(default_factory=set)
+    #: The lowest task number not in ``seen`` (kept up as results come, amortised O(1)): the missing numbers are
+    #: all at or above it, so listing them starts there instead of scanning every number already seen.
+    low: int = 0
     duplicates: int = 0
     duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
     by_worker: dict[str, int] = field(default_factory=dict)
@@ -128,36 +131,45 @@ class BatchLedger:
             if len(self.duplicate_examples) < EXAMPLES:
                 self.duplicate_examples.append({"n": n, "id": msg_id, "worker": worker})
             return DUPLICATE
-        self.seen.add(n)
+        seen = self.seen
+        seen.add(n)
+        if n == self.low:
+            low = n + 1
+            while low in seen:
+                low += 1
+            self.low = low
         self._settle(now)
         return COUNTED
 
     def missing(self, limit: int = EXAMPLES) -> tuple[int | None, list[int]]:
         """How many task numbers have not come back, and the first ``limit`` of them.
 
-        Scans at most ``len(seen) + limit`` numbers, so a huge announced size costs nothing.
+        Scans from :attr:`low`, so it costs the numbers seen above the lowest missing one, not every
+        number seen (it runs for every /status and every ledger query), and a huge size costs nothing.
         """
         if self.size is None:
             return None, []
+        seen, size = self.seen, self.size
+        left = size - len(seen)
         examples: list[int] = []
-        n = 0
-        while len(examples) < limit and n < self.size and len(examples) < self.size - len(self.seen):
-            if n not in self.seen:
+        n = self.low
+        while len(examples) < min(limit, left) and n < size:
+            if n not in seen:
                 examples.append(n)
             n += 1
-        return self.size - len(self.seen), examples
+        return left, examples
 
     def missing_ranges(self, limit: int) -> list[list[int]]:
         """Up to ``limit`` missing task numbers as half-open ranges ``[a, b)``, lowest first.
 
-        Costs O(size) set lookups, so the sink computes it only when a ventilator asks for a list
-        (before a re-send round), not for every progress poll.
+        Costs a set lookup a number from :attr:`low` on, so the sink computes it only when a ventilator
+        asks for a list (before a re-send round), not for every progress poll.
         """
         if self.size is None or limit <= 0:
             return []
         ranges: list[list[int]] = []
         left = min(limit, self.size - len(self.seen))
-        n, seen, size = 0, self.seen, self.size
+        n, seen, size = self.low, self.seen, self.size
         while left > 0 and n < size:
             if n in seen:
                 n += 1
@@ -193,6 +205,7 @@ class BatchLedger:
         if self.completed_at is None and self.complete:
             self.completed_at = now
             self.seen = range(self.size or 0)  # every number in [0, size): answers the same, holds nothing
+            self.low = self.size or 0
 
 
 class Ledger:

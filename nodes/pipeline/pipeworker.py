@@ -49,6 +49,10 @@ from nodes.core.log import event
 from nodes.pipeline import protocol
 
 log = logging.getLogger(__name__)
+#: A result frame with its batch and task number (for the log line if it cannot be pushed).
+Result = tuple[bytes, str, int]
+#: Longest a finished task's result waits to be pushed with the others of its wake-up, seconds.
+FLUSH_S = 0.005
 
 
 def busy_work(ms: float, beat: Callable[[], None]) -> None:
@@ -72,24 +76,59 @@ class Pipeworker(Node):
         )
         results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
-            if not tasks.poll(POLL_MS):
-                continue
-            frames = tasks.recv_multipart()
-            self.stats.incr("received")
-            self.work(frames, results)
+            if tasks.poll(POLL_MS):
+                self.work_through(tasks, results)
         self.stop_taking(tasks, results)
         return 0
 
+    def work_through(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
+        """Do the tasks one wake-up found (no poll a task); push their results together, at least every FLUSH_S.
+
+        Why together: a send into an idle PUSH socket wakes libzmq's I/O thread, one wake-up a result, and
+        results sent back to back share one (``make bench``: pipeworker 24 -> 14 CPU us a task, the sink
+        20 -> 9, as it gets them in batches too). A result waits at most FLUSH_S (or its own task's
+        work) here. A stop ends the drain at once: the results in hand are pushed, the tasks not read
+        stay queued for :meth:`stop_taking`.
+        """
+        done: list[Result] = []
+        since = 0.0
+        for frames in self.drain(tasks):
+            result = self.result_of(frames)
+            if result is not None:
+                if not done:
+                    since = time.monotonic()
+                done.append(result)
+                if time.monotonic() - since >= FLUSH_S:
+                    self.push_all(results, done)
+                    done = []
+            if self.stop.is_set():
+                break
+        self.push_all(results, done)
+
+    def result_of(self, frames: list[bytes]) -> Result | None:
+        """Do one task; its result frame (None: the task was rejected, counted and logged)."""
+        got = self.read_one(frames, self.settings.ventilator, protocol.TASK, protocol.task_of, "task")
+        if got is None:
+            return None
+        _, (batch, n, work_ms) = got
+        if work_ms > 0:
+            busy_work(work_ms, self.stats.beat)
+        return wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name), batch, n
+
     def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> None:
         """Do one task and push its result (a short grace once stopping)."""
+        result = self.result_of(frames)
+        if result is not None:
+            self.push(results, result, stopping=stopping)
+
+    def push_all(self, results: zmq.Socket, done: list[Result]) -> None:
+        for result in done:
+            self.push(results, result, stopping=False)
+
+    def push(self, results: zmq.Socket, result: Result, *, stopping: bool) -> None:
+        """Push one result; wait for room like any send, and once stopping allow a short grace for it."""
         s = self.settings
-        got = self.read_one(frames, s.ventilator, protocol.TASK, protocol.task_of, "task")
-        if got is None:
-            return
-        _, (batch, n, work_ms) = got
-        busy_work(work_ms, self.stats.beat)
-        frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
-        # Wait for room like any send; once stopping, allow a short grace for this last result.
+        frame, batch, n = result
         sent = False if stopping else self.send_bounded(results, frame)
         if sent or self.send_bounded(results, frame, LINGER_MS / 1000, stoppable=False):
             self.stats.incr("sent")

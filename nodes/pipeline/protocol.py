@@ -95,8 +95,12 @@ def announce(batch: str, size: int) -> dict[str, Any]:
     return {"batch": batch, "size": size}
 
 
-def task(batch: str, n: int, work_ms: float) -> dict[str, Any]:
-    return {"batch": batch, "n": n, "work_ms": work_ms}
+def task(batch: str, n: int, work_ms: float, pad: bytes = b"") -> dict[str, Any]:
+    """A task body; ``pad`` (PAYLOAD_BYTES) only gives it a size, pipeworkers ignore it."""
+    body: dict[str, Any] = {"batch": batch, "n": n, "work_ms": work_ms}
+    if pad:
+        body["pad"] = pad
+    return body
 
 
 def task_of(body: Any) -> tuple[str, int, float]:

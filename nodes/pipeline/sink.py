@@ -161,7 +161,8 @@ class Sink(Node):
         known = batch in self.ledger.batches
         now = time.time()
         ledger, verdict = self.ledger.record(batch, n, worker, env.id, now)
-        self.ledger_changed()
+        if not known or ledger is None or verdict == DROPPED:  # only then can a limit counter have moved
+            self.ledger_changed()
         if ledger is None or verdict == DROPPED:
             self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
             return

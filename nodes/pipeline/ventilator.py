@@ -122,7 +122,7 @@ class Ventilator(Node):
             zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **beats
         )
         if not s.bind.startswith("inproc://"):
-            self.peers = PeerCounter(tasks)
+            self.peers = self.count_peers(tasks)
         try:
             self.bind(tasks, s.bind)
             self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **beats)
@@ -183,10 +183,11 @@ class Ventilator(Node):
         """Send these task numbers paced by RATE; None when all went, else the number that could not."""
         s = self.settings
         pacer = Pacer(s.rate, self)
+        pad = bytes(s.payload_bytes)
         for i, n in enumerate(numbers):
             if not pacer.wait():
                 return n
-            frame = wire.make(protocol.TASK, self.ids(), protocol.task(self.batch, n, s.task_ms), self.name)
+            frame = wire.make(protocol.TASK, self.ids(), protocol.task(self.batch, n, s.task_ms, pad), self.name)
             if not self.send_bounded(tasks, frame, s.wait_timeout):
                 return n
             if resend:

@@ -52,6 +52,7 @@ def redis_client(settings: Any, name: str) -> redis.Redis:
     """A client whose only retrying is ours: redis-py's own retry is off, so failures surface at once."""
     return redis.Redis.from_url(
         settings.redis_url,
+        username=settings.redis_user or None,
         password=settings.redis_password,
         client_name=re.sub(r"\s", "_", name),
         socket_connect_timeout=SOCKET_TIMEOUT,

@@ -38,7 +38,6 @@ import zmq
 
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
-from nodes.core.peers import PeerCounter
 from nodes.pubsub.protocol import HELLO, parse_hello, publish_batch, published_summary
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class Zpub(Node):
     def serve(self) -> int:
         s = self.settings
         self.xpub = self.socket(zmq.XPUB, xpub_verbose=1, xpub_verboser=1, sndhwm=send_hwm(s.messages))
-        self.peers = PeerCounter(self.xpub)  # before bind: no early connection goes uncounted
+        self.peers = self.count_peers(self.xpub)  # before bind: no early connection goes uncounted
         try:
             self.bind(self.xpub, s.bind)
             return publish_batch(self, f"{s.min_subscribers} subscribers", self._ready, self._send)

@@ -111,7 +111,7 @@ class Broker(Node):
             if lru
             else self.socket(zmq.DEALER, maxmsgsize=cap, **s.zmtp_heartbeats())
         )
-        self.peers = PeerCounter(back)  # before bind, so that no worker connection goes uncounted
+        self.peers = self.count_peers(back)  # before bind, so that no worker connection goes uncounted
         try:
             self.bind(back, s.backend)
             monitor = self.peers.monitor
@@ -285,20 +285,23 @@ class Broker(Node):
         return False
 
     def _fits(self, frames: list[bytes], what: str, source: str) -> bool:
-        """Whether the body of ``[client, b"", body...]`` is at most MAX_MSG_SIZE bytes.
+        """Whether the body of ``[client, b"", body...]`` is at most what its receiver accepts.
 
-        The broker never forwards more than its peers accept (one MAX_MSG_SIZE for the whole cluster): a
-        worker's or client's libzmq would cut the connection off. Too big: one reject, and the client
+        The broker never forwards more than its peers accept: a worker's or client's libzmq would cut the
+        connection off. A request is held to BACKEND_MAX_MSG_SIZE (the workers' limit; default: one
+        MAX_MSG_SIZE for the whole cluster), a reply to MAX_MSG_SIZE. Too big: one reject, and the client
         gets the reason as a plain error reply (a REQ client waits on it), e.g.
         ``error: request of 70000 bytes exceeds MAX_MSG_SIZE 65536``.
         """
-        limit = self.max_size
+        s = self.settings
+        limit = s.request_limit if what == "request" else self.max_size
         if len(frames) == 3 and len(frames[2]) <= limit:  # the common case: one body frame
             return True
         size = sum(len(f) for f in frames[2:])
         if size <= limit:
             return True
-        reason = f"{what} of {size} bytes exceeds MAX_MSG_SIZE {limit}"
+        name = "BACKEND_MAX_MSG_SIZE" if what == "request" and s.backend_max_msg_size else "MAX_MSG_SIZE"
+        reason = f"{what} of {size} bytes exceeds {name} {limit}"
         self.reject(reason, source)
         self.stats.incr("oversized")
         self._deliver(self._front, [frames[0], b"", protocol.plain_error(reason)])

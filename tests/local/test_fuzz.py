@@ -28,7 +28,9 @@ MAX = 65536
 OVERSIZED = 3
 RSS_GROWTH = 8 * 1024 * 1024
 #: zpub after 10,000 distinct junk subscriptions (all gone again): libzmq's XPUB subscription trie keeps
-#: ~7 MB of the heap (measured; 48-byte topics: ~30 MB). Bounding it needs XPUB_MANUAL in zpub (open).
+#: ~7 MB of the heap (measured; 48-byte topics: ~30 MB). XPUB_MANUAL would not bound it: libzmq 4.3.5 keeps
+#: every requested subscription of a manual XPUB too (measured: 23,500 junk subscriptions, +60 MB with or
+#: without it). Strangers are kept out by SECURITY=curve instead (README, Security).
 ZPUB_RSS_GROWTH = 12 * 1024 * 1024
 CHUNK = 500  # messages sent before waiting for the node to catch up (keeps every queue under its HWM)
 ENV = {"MAX_MSG_SIZE": str(MAX)}

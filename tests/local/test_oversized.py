@@ -79,6 +79,17 @@ def run_batch(nodes, frontend: str, n: int) -> dict:
     return client.wait_state("done", 60)["counters"]
 
 
+def big_request_refused_then_batch_answered(nodes, broker, workers, frontend: str, limit: str) -> None:
+    """A BIG request gets the reason (``limit`` SMALL) and is never forwarded; then a batch of 60 is answered 60/60."""
+    reply = send_raw_request(frontend, b"x" * BIG)
+    assert reply == f"error: request of {BIG} bytes exceeds {limit} {SMALL}".encode()
+    c = broker.status()["counters"]
+    assert (c["rejected"], c["oversized"], c["requests"]) == (1, 1, 0), c
+    counters = run_batch(nodes, frontend, 60)
+    assert (counters["replied"], counters["failed"], counters["retried"]) == (60, 0, 0), counters
+    assert sum(w.status()["counters"].get("cut_off", 0) for w in workers) == 0
+
+
 def test_workers_behind_a_bigger_broker_are_cut_off_redial_and_answer_the_next_batch(nodes) -> None:
     """The issue's trigger: workers at 65536 behind a broker with the default (1 MiB) and a 70 KB request."""
     broker, workers, frontend = start(nodes, "proxy", None, SMALL)
@@ -96,13 +107,7 @@ def test_workers_behind_a_bigger_broker_are_cut_off_redial_and_answer_the_next_b
 @pytest.mark.parametrize("mode", ["proxy", "lru"])
 def test_broker_answers_a_request_over_max_msg_size_with_the_reason(nodes, mode: str) -> None:
     broker, workers, frontend = start(nodes, mode, SMALL, SMALL)
-    reply = send_raw_request(frontend, b"x" * BIG)
-    assert reply == f"error: request of {BIG} bytes exceeds MAX_MSG_SIZE {SMALL}".encode()
-    c = broker.status()["counters"]
-    assert (c["rejected"], c["oversized"], c["requests"]) == (1, 1, 0), c
-    counters = run_batch(nodes, frontend, 60)
-    assert (counters["replied"], counters["failed"], counters["retried"]) == (60, 0, 0), counters
-    assert sum(w.status()["counters"].get("cut_off", 0) for w in workers) == 0
+    big_request_refused_then_batch_answered(nodes, broker, workers, frontend, "MAX_MSG_SIZE")
     # The limit itself passes; a reply that the limit makes too big for the client is refused with the reason.
     fits = SMALL - len(b"Stop saying: ")
     assert send_raw_request(frontend, b"y" * fits) == b"Stop saying: " + b"y" * fits
@@ -110,3 +115,13 @@ def test_broker_answers_a_request_over_max_msg_size_with_the_reason(nodes, mode:
     assert reply == f"error: reply of {SMALL + 13} bytes exceeds MAX_MSG_SIZE {SMALL}".encode()
     c = broker.status()["counters"]
     assert (c["rejected"], c["oversized"]) == (2, 2), c
+
+
+def test_broker_holds_requests_to_the_backend_limit_when_workers_accept_less(nodes) -> None:
+    """BACKEND_MAX_MSG_SIZE: a broker at the default 1 MiB in front of workers at 64 KiB refuses a 70 KB request
+    with the reason instead of cutting a worker off, and the workers answer the next batch N/N."""
+    broker_env = {"BACKEND_MAX_MSG_SIZE": str(SMALL)}
+    broker, workers, frontend = start_cluster(
+        nodes, "proxy", 3, "0", broker_env=broker_env, worker_env={"MAX_MSG_SIZE": str(SMALL)}
+    )
+    big_request_refused_then_batch_answered(nodes, broker, workers, frontend, "BACKEND_MAX_MSG_SIZE")

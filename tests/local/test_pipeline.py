@@ -245,7 +245,9 @@ def test_ventilator_exits_nonzero_naming_what_it_waited_for(nodes: Any) -> None:
 # --- inproc: the same nodes as threads of one process ----------------------------------------------
 
 
-def test_inproc_pipeline_in_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("payload", [0, 4096])
+def test_inproc_pipeline_in_one_process(tmp_path: Path, payload: int) -> None:
+    """Also with PAYLOAD_BYTES (the ventilator's tasks padded to ~4 KiB): every task still counted once."""
     ctx, stop = zmq.Context(), threading.Event()
     common = {"STATUS_PORT": "0", "WAIT_TIMEOUT": "10"}
     sink_env = {"SINK_BIND": "inproc://sink", "SINK_CONTROL_BIND": "inproc://ctl", "SINK_STATE_DIR": str(tmp_path)}
@@ -253,6 +255,7 @@ def test_inproc_pipeline_in_one_process(tmp_path: Path) -> None:
     peer = {**common, "VENT_ENDPOINT": "inproc://vent", "SINK_ENDPOINT": "inproc://sink"}
     pws = [Pipeworker(roles.load("pipeworker", {**peer, "NODE_NAME": f"pw{i}"}), ctx, stop) for i in range(2)]
     vent_env = {"VENT_BIND": "inproc://vent", "SINK_CONTROL": "inproc://ctl", "TASKS": "300", "BATCH_ID": "ip"}
+    vent_env["PAYLOAD_BYTES"] = str(payload)
     vent = Ventilator(roles.load("ventilator", {**common, **vent_env, "MIN_PIPEWORKERS": "2"}), ctx, stop)
     codes: dict[str, int] = {}
     threads = [
@@ -263,6 +266,9 @@ def test_inproc_pipeline_in_one_process(tmp_path: Path) -> None:
             t.start()
         wait_until(lambda: all(n.stats.state == "running" for n in [sink, *pws]), 5, "inproc nodes running")
         assert vent.run() == 0 and vent.sent == 300
+        assert sum(pw.stats.counters["received"] for pw in pws) == 300 and not any(
+            pw.stats.counters["rejected"] for pw in pws
+        )
         ledger = wait_until(lambda: (b := sink.ledger.summaries().get("ip")) and b["complete"] and b, 10, "ledger ip")
         print(f"\ninproc: 300 tasks, per-worker counts {ledger['by_worker']}")
         assert (ledger["distinct"], ledger["missing"], ledger["duplicates"]) == (300, 0, 0)

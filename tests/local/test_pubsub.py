@@ -221,11 +221,13 @@ def test_zmq_each_subscriber_gets_exactly_its_topics_in_order(nodes, tmp_path: P
     assert pub.stop() == 0
 
 
-def test_zmq_inproc_nodes_in_one_process() -> None:
-    """inproc:// works when zpub and zsub are threads sharing one context."""
+@pytest.mark.parametrize("payload", [0, 4096])
+def test_zmq_inproc_nodes_in_one_process(payload: int) -> None:
+    """inproc:// works when zpub and zsub are threads sharing one context (also with events padded to ~4 KiB)."""
     ctx = zmq.Context()
     common = {"STATUS_PORT": "0", "MESSAGES": "100", "TOPICS": ",".join(TOPICS)}
-    pub = zpub.Zpub(roles.load("zpub", {**common, "ZPUB_BIND": "inproc://zpub", "MIN_SUBSCRIBERS": "1"}), ctx=ctx)
+    pub_env = {**common, "ZPUB_BIND": "inproc://zpub", "MIN_SUBSCRIBERS": "1", "PAYLOAD_BYTES": str(payload)}
+    pub = zpub.Zpub(roles.load("zpub", pub_env), ctx=ctx)
     sub = zsub.Zsub(roles.load("zsub", {**common, "ZPUB_ENDPOINT": "inproc://zpub", "TOPICS": "catB"}), ctx=ctx)
     rc: dict[str, int] = {}
     threads = [threading.Thread(target=lambda n=n: rc.setdefault(n.role, n.run())) for n in (pub, sub)]

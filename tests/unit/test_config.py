@@ -37,6 +37,8 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "HOLD": ({"yes": True, "0": False, "": False}, ("maybe", "2")),
     "PEER_GRACE": ({"0": 0.0, "15": 15.0, "0.5": 0.5}, SECONDS_BAD),
     "WATCHDOG_S": ({"0": 0.0, "60": 60.0, "2.5": 2.5}, SECONDS_BAD),
+    "SECURITY": ({"plain": "plain"}, ("tls", "CURVE", "", "none")),  # curve: tests/local/test_security.py
+    "KEYS_DIR": ({"build/keys": "build/keys", "/tmp/k": "/tmp/k"}, ("/tmp/\0k",)),
     # Batch
     "RATE": ({"0": 0.0, "2.5": 2.5, "0.001": 0.001}, ("-1", "fast", NAN, INF, "1e-9")),
     "WAIT_TIMEOUT": ({"30": 30.0, "0.1": 0.1}, ("0", *SECONDS_BAD)),
@@ -52,6 +54,7 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "HEARTBEAT_LIVENESS": ({"1": 1, "3": 3}, ("0", "-3", "x", "10000")),  # 1 s x 10000: above libzmq's TTL
     "FRONTEND_BIND": ({"tcp://*:5555": "tcp://*:5555", "ipc:///tmp/f": "ipc:///tmp/f"}, ("*:5555", "tcp://*:0")),
     "BACKEND_BIND": ({"tcp://*:5556": "tcp://*:5556"}, ("tcp://*", "pgm://x:1")),
+    "BACKEND_MAX_MSG_SIZE": ({"0": 0, "65536": 65536}, ("-1", "1023", "x", str(2**21))),  # the last: > MAX_MSG_SIZE
     "BROKER_BACKEND": ({"tcp://[::1]:5556": "tcp://[::1]:5556"}, ("tcp://broker:65536", "udp://h:1")),
     "WORK_MS": ({"0": 0.0, "5": 5.0}, ("-1", "slow", NAN, INF, "1e12")),
     # ventilator, pipeworker, sink
@@ -78,6 +81,7 @@ TABLE: dict[str | tuple[str, str], Case] = {
         ("foo", "redis://127.0.0.1:99999/0", "redis://", "redis://h:0/0", "redis://h:x/0", "redis://h/db", ""),
     ),
     "REDIS_PASSWORD": ({"secret": "secret", "p@ss w0rd": "p@ss w0rd"}, ("", "secret\n")),
+    "REDIS_USER": ({"": "", "publisher": "publisher"}, ("a b", "x" * 129)),
     "MESSAGES": ({"12": 12, "1000": 1000}, ("-1", "x", str(2**31))),
     "TOPICS": ({"catA": ("catA",), " catA, catB ,,": ("catA", "catB")}, (",", "", "cat B", "a/b")),
     ("subscriber", "TOPICS"): ({"catA,catB": ("catA", "catB"), ",": ()}, ("cat B", "a/b")),

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nodes.core import wire
+from nodes.core.status import Stats
 from nodes.pipeline.ledger import COUNTED, DUPLICATE, OUT_OF_RANGE, PENDING, BatchLedger, Ledger
+from nodes.pubsub.protocol import EVENT, Inbox
 from nodes.pubsub.sequence import DUPLICATE as SEQ_DUPLICATE
-from nodes.pubsub.sequence import GAP, Outbox, Tracker
+from nodes.pubsub.sequence import GAP, Outbox, Tracker, hat_for
 from nodes.reqrep.workerqueue import WorkerQueue
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -307,3 +309,58 @@ class WorkerQueueMachine(RuleBasedStateMachine):
 
 TestWorkerQueueMachine = WorkerQueueMachine.TestCase
 TestWorkerQueueMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# --- the subscribers' fast path ----------------------------------------------------------------------
+
+
+class _Receiver:
+    """What :class:`~nodes.pubsub.protocol.Inbox` needs of a node: stats, the frame limit, a reject counter."""
+
+    def __init__(self) -> None:
+        self.stats = Stats("sub", "subscriber")
+        self.max_size = wire.DEFAULT_MAX_SIZE
+        self.rejects: list[str] = []
+
+    def reject(self, reason: str, source: str) -> None:
+        self.rejects.append(reason)
+
+
+event_body = st.fixed_dictionaries(
+    {},
+    optional={
+        "run": st.one_of(st.text(max_size=4), any_field),
+        "topic": st.sampled_from(["catA", "catB", ""]) | any_field,
+        "seq": st.integers(-2, 5) | any_field,
+        "hat": st.sampled_from(["hatA", "hatB"]) | any_field,
+        "n": st.integers(0, 5),
+    },
+)
+event_fields = st.tuples(
+    st.sampled_from([1, 1, 2, True]) | any_field,  # version
+    st.text(max_size=3) | any_field,  # id
+    st.sampled_from(["event", "event", "task"]) | any_field,  # kind
+    event_body | any_field,  # body
+    st.floats(allow_nan=False) | st.integers(0, 9) | any_field,  # sent_at
+    st.text(max_size=3) | any_field,  # origin
+)
+
+
+@FAST
+@given(event_fields, st.sampled_from(["catA", "catB"]))
+def test_the_subscribers_fast_path_accepts_only_what_the_full_decode_accepts(fields: tuple, topic: str) -> None:
+    payload = msgpack.packb(list(fields), use_bin_type=True)
+    inbox = Inbox(_Receiver(), ["catA", "catB"])
+    fast = inbox.fast_event(topic, payload)
+    full = inbox.checked_event(topic, payload, "test")
+    if fast is not None:  # never more lenient, and the same event
+        assert full == fast
+    assert (full is None) == bool(inbox.node.rejects)
+
+
+@FAST
+@given(st.text(min_size=1, max_size=5), st.integers(1, 10**6), st.sampled_from(["catA", "catB"]))
+def test_the_subscribers_fast_path_takes_every_well_formed_event(run: str, seq: int, topic: str) -> None:
+    body = {"run": run, "topic": topic, "seq": seq, "n": seq, "hat": hat_for(topic)}
+    payload = wire.make(EVENT, "e:1", body, "pub")
+    assert Inbox(_Receiver(), [topic]).fast_event(topic, payload) == (run, seq)
