@@ -7,18 +7,23 @@ running nodes is the operator's side: ``python -m ops.table URL...``.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import threading
+import traceback
 import urllib.request
 
 import zmq
 
 from nodes import roles
 from nodes.core import config
-from nodes.core.lifecycle import install_signal_handlers
-from nodes.core.log import setup
+from nodes.core.lifecycle import EXIT_STUCK, Node, install_signal_handlers
+from nodes.core.log import event, setup
+from nodes.core.status import Watchdog
 
 EXIT_CONFIG = 2
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +77,11 @@ def run_role(role: str, overrides: dict[str, str]) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     ctx = zmq.Context()
+    watchdog: Watchdog | None = None
     try:
-        return node_class(settings, ctx=ctx, stop=stop).run()
+        node = node_class(settings, ctx=ctx, stop=stop)
+        watchdog = Watchdog(node.stats, settings.watchdog_s, lambda stuck: stuck_exit(node, stuck)).start()
+        return node.run()
     except config.ConfigError as exc:  # found only when the node starts, e.g. a busy STATUS_PORT
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -81,7 +89,29 @@ def run_role(role: str, overrides: dict[str, str]) -> int:
         print(f"error: {role}: {exc}", file=sys.stderr)
         return 1
     finally:
+        if watchdog is not None:
+            watchdog.close()
         ctx.term()
+
+
+def stuck_exit(node: Node, stuck: float) -> None:
+    """The watchdog's verdict: say where the loop is stuck, then exit EXIT_STUCK at once (no cleanup can
+    be trusted while the loop holds the node's sockets); ``restart: on-failure`` starts the node again."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    stack = traceback.extract_stack(frame)[-4:] if frame is not None else []
+    where = [f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in stack]
+    event(
+        log,
+        "loop_stuck",
+        logging.CRITICAL,
+        stuck_s=round(stuck, 1),
+        limit_s=node.settings.watchdog_s,
+        exit_code=EXIT_STUCK,
+        where=where,
+        hint="the loop stopped turning: exiting so the restart policy starts the node again",
+    )
+    logging.shutdown()
+    os._exit(EXIT_STUCK)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,9 +119,7 @@ def make_keys(keys_dir: Path, force: bool = False, channels: str = DEFAULT_CHANN
 def missing_keys(keys_dir: Path) -> list[Path]:
     """Key files any role would miss in ``keys_dir`` (plus the Redis ACL files compose needs)."""
     wanted = {
-        path
-        for r in roles.ROLES.values()
-        for path in needed_files(str(keys_dir), r.name, r.zmq_binds, r.zmq_connects)
+        path for r in roles.ROLES.values() for path in needed_files(str(keys_dir), r.name, r.zmq_binds, r.zmq_connects)
     }
     wanted |= {keys_dir / ACL_FILE, keys_dir / ENV_FILE}
     return sorted(p for p in wanted if not p.exists())

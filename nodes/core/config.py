@@ -291,6 +291,9 @@ class Common:
     peer_grace: float = setting(
         15.0, "PEER_GRACE", "seconds a node may lack the peers its job needs before /healthz fails", seconds
     )
+    watchdog_s: float = setting(
+        60.0, "WATCHDOG_S", "seconds the loop may be stuck before the node exits 4 to be restarted (0 = off)", seconds
+    )
     security: str = setting(
         "plain",
         "SECURITY",

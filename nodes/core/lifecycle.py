@@ -79,6 +79,9 @@ REFUSALS = {
 #: Exit code of a one-shot sender (client, ventilator, publisher, zpub) stopped by SIGTERM/SIGINT before
 #: its batch was delivered: distinct from 0 (delivered) and 1 (gave up), so a script can tell them apart.
 EXIT_INTERRUPTED = 3
+#: Exit code of a node whose loop was stuck for WATCHDOG_S (:class:`nodes.core.status.Watchdog`): non-zero,
+#: so compose's ``restart: on-failure`` restarts it.
+EXIT_STUCK = 4
 
 
 class Node:

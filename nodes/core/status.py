@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import urllib.request
@@ -79,6 +80,61 @@ class Stats:
         }
 
 
+class Watchdog:
+    """Ends a process whose loop is stuck, so the container's restart policy starts it again.
+
+    Why: docker (compose v1 and v2) never restarts a container for being *unhealthy*; only swarm replaces
+    an unhealthy task. A loop that stopped turning (a bug, a wedged call) would otherwise sit there red
+    for ever. So when the loop has not passed for ``limit`` seconds - far longer than /healthz's
+    STALE_AFTER, and than any wait in a node, which all beat at least every POLL_MS - ``on_stuck`` runs
+    (the process entry point logs one line and exits with EXIT_STUCK), and ``restart: on-failure``
+    restarts the container. Only a stuck *loop* is worth a restart: a node without peers or without
+    Redis is waiting for them, and a restart would not bring them (that stays a health verdict).
+
+    A frozen process (``docker pause``, SIGSTOP, a starved machine) stops this thread too; when it
+    wakes up after a tick much longer than asked, the loop gets a fresh ``limit`` from that moment, so
+    a paused-then-resumed node is never killed for the pause. Started only for a node that is its own
+    process (``python -m nodes ROLE``), never for nodes run as threads of a test or benchmark.
+    """
+
+    TICK = 1.0
+    #: A tick this much longer than asked means the whole process was frozen, not the loop stuck.
+    FROZEN_AFTER = 3.0
+
+    def __init__(self, stats: Stats, limit: float, on_stuck: Callable[[float], None]) -> None:
+        self.stats = stats
+        self.limit = limit
+        self.on_stuck = on_stuck
+        self._tick = time.monotonic()
+        self._thawed = float("-inf")  # when the process last woke from a freeze
+        self._stop = threading.Event()
+
+    def check(self, now: float) -> float | None:
+        """One tick at ``now``: how long the loop has been stuck if that is over the limit, else None."""
+        if now - self._tick >= self.TICK + self.FROZEN_AFTER:
+            self._thawed = now
+        self._tick = now
+        if self.stats.state not in ("running", "done"):
+            return None
+        stuck = now - max(self.stats.last_beat, self._thawed)
+        return now - self.stats.last_beat if stuck >= self.limit else None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.TICK):
+            stuck = self.check(time.monotonic())
+            if stuck is not None:
+                self.on_stuck(stuck)
+                return
+
+    def start(self) -> Watchdog:
+        if self.limit > 0:
+            threading.Thread(target=self._run, name="watchdog", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class _Collector:
     """Exposes a :class:`Stats` snapshot to Prometheus without touching the hot path."""
 
@@ -122,6 +178,27 @@ def parse_target(arg: str) -> tuple[str, str]:
     return label, url
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for any error in a handler; a node logs one line instead.
+
+    The usual one is harmless: the asker gave up before the answer was written (a healthcheck's
+    timeout on a loaded machine, a poller's Ctrl-C) - a reset connection, counted under DEBUG only.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        gone = isinstance(exc, ConnectionError)
+        event(
+            log,
+            "http_client_gone" if gone else "http_handler_error",
+            logging.DEBUG if gone else logging.WARNING,
+            client=str(client_address[0]) if client_address else "?",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
 class StatusServer:
     """Serves the node's state over HTTP in a daemon thread."""
 
@@ -156,8 +233,7 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietHTTPServer((host, port), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-http", daemon=True

@@ -23,13 +23,13 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from nodes.core import config
 from nodes.core.lifecycle import Node
 from nodes.core.log import event
-from nodes.core.status import get_json
+from nodes.core.status import QuietHTTPServer, get_json
 from nodes.dashboard.discovery import Discovery, Target, url_of
 from nodes.dashboard.model import Tracker, view
 from nodes.dashboard.page import PAGE
@@ -98,7 +98,7 @@ class Dashboard(Node):
         if not s.services and not s.nodes:
             raise config.ConfigError("dashboard: give DASHBOARD_SERVICES (DNS names) and/or DASHBOARD_NODES (URLs)")
         try:
-            httpd = ThreadingHTTPServer((s.http_host, s.http_port), self._handler())
+            httpd = QuietHTTPServer((s.http_host, s.http_port), self._handler())
         except OSError as exc:
             raise config.ConfigError(
                 f"DASHBOARD_PORT={s.http_port} cannot be bound on {s.http_host}: {exc.strerror or exc}"

@@ -77,7 +77,10 @@ class Pipeworker(Node):
             return self._serve_amqp()
         # dial: a task over MAX_MSG_SIZE makes libzmq drop the connection for good; the link re-dials it.
         tasks = self.dial(zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES)
-        results = self.dial(zmq.PUSH, s.sink)
+        # ZMTP heartbeats on the results: a sink gone without a word (cut off, restarted meanwhile) is noticed
+        # and re-dialled. Not on the tasks: a PULL held back by its small RCVHWM stops reading, so the PONGs
+        # wait unread behind the tasks and a 3 s timeout dropped a busy connection with the tasks queued in it.
+        results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
             if tasks.poll(POLL_MS):
                 self.work_through(tasks, results)

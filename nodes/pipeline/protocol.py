@@ -36,6 +36,10 @@ TASK_QUEUE_BYTES = 4096
 #: stops answering PINGs and its connection is dropped, so PUSH stops dealing to it (libzmq's
 #: ZMQ_HEARTBEAT_IVL / ZMQ_HEARTBEAT_TIMEOUT; a SIGKILLed peer is noticed at once by its TCP reset).
 HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000
+#: The same on the pipeworker's result connection: a sink gone without a FIN reaching the pipeworker (cut off,
+#: restarted meanwhile) is dropped on a missed PONG and dialled again by name. Not on its task connection (see
+#: :mod:`nodes.pipeline.pipeworker`): a PULL held back by RCVHWM does not read its PONGs.
+HEARTBEATS = {"heartbeat_ivl": HEARTBEAT_IVL_MS, "heartbeat_timeout": HEARTBEAT_TIMEOUT_MS}
 #: Unless set, the sink's ledger endpoint is its results endpoint with the TCP port this much higher
 #: (5558 -> 5560), so every configuration that names the sink's results endpoint finds its ledger too.
 LEDGER_PORT_OFFSET = 2

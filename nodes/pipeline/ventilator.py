@@ -68,8 +68,6 @@ POLL_LEDGER_S = 0.2
 FINAL_ASK_S = 1.0
 
 EXIT_GAVE_UP = 1
-#: ZMTP heartbeats of the task and ledger sockets: a paused or cut-off peer is dropped within the timeout.
-BEATS = {"heartbeat_ivl": protocol.HEARTBEAT_IVL_MS, "heartbeat_timeout": protocol.HEARTBEAT_TIMEOUT_MS}
 
 
 class Ventilator(Node):
@@ -131,7 +129,7 @@ class Ventilator(Node):
         # the last send to get there (the default 1 s linger would drop them when tasks are slow).
         linger = int(s.wait_timeout * 1000)
         tasks = self.socket(
-            zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **BEATS
+            zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **protocol.HEARTBEATS
         )
         if not s.bind.startswith("inproc://"):
             self.peers = self.count_peers(tasks)
@@ -160,7 +158,7 @@ class Ventilator(Node):
     def run_batch(self, tasks: zmq.Socket | TaskQueue) -> int:
         """Wait for pipeworkers, announce the batch to the sink, send it, see it through (both transports)."""
         s = self.settings
-        self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **BEATS)
+        self.control = self.socket(zmq.DEALER, connect=self.sink_control, immediate=1, linger=0, **protocol.HEARTBEATS)
         if not self.wait_for_pipeworkers(tasks):
             where = tasks.name if isinstance(tasks, TaskQueue) else s.bind
             return self.give_up(f"{s.min_pipeworkers} pipeworkers connected to {where}")

@@ -42,7 +42,7 @@ from nodes.core.lifecycle import POLL_MS, Node
 from nodes.core.log import event
 from nodes.pubsub.amqpconn import AmqpSubscription
 from nodes.pubsub.protocol import PLAIN_TOPICS_LIMIT, Inbox
-from nodes.pubsub.redisconn import RedisCall, fatal, redis_client, release_big_buffers
+from nodes.pubsub.redisconn import SOCKET_TIMEOUT, RedisCall, fatal, redis_client, release_big_buffers
 
 log = logging.getLogger(__name__)
 ALL = "*"
@@ -58,6 +58,9 @@ class Subscriber(Node):
         self.topics: dict[bytes | str, str] = {}
         self.call = RedisCall(self, "subscribe", attempts=None)
         self.stats.counters.setdefault("oversized", 0)
+        self.stats.counters.setdefault("silent_reconnects", 0)
+        #: Since when a health-check PING has waited for its PONG (None: none pending).
+        self._ping_pending_since: float | None = None
         self.big_buffers_released = release_big_buffers()
 
     def health_problem(self) -> str | None:
@@ -92,12 +95,38 @@ class Subscriber(Node):
                     message = call(get, False, timeout)
                     if message is not None:
                         handle(message)
+                self.check_silent(pubsub, time.monotonic())
         except redis.RedisError as exc:
             return 0 if self.stop.is_set() else fatal(self, exc)
         finally:
             pubsub.close()
             client.close()
         return 0
+
+    def check_silent(self, pubsub: Any, now: float) -> bool:
+        """Drop a connection whose health-check PING got no PONG within SOCKET_TIMEOUT; True if it did.
+
+        Why: a subscriber only reads, so a connection whose far end is gone without a FIN reaching it
+        (the container moved off its network and back, Redis restarted meanwhile) never errors: redis-py
+        PINGs it when idle, but a missing PONG raises nothing, so the subscriber stayed green for good
+        and got nothing (seen in `make chaos`). Disconnecting makes redis-py dial again and resubscribe;
+        what was published meanwhile shows up as a gap.
+        """
+        if pubsub.health_check_response_counter <= 0:
+            self._ping_pending_since = None
+            return False
+        if self._ping_pending_since is None:
+            self._ping_pending_since = now
+            return False
+        if now - self._ping_pending_since < SOCKET_TIMEOUT:
+            return False
+        self._ping_pending_since = None
+        self.stats.incr("silent_reconnects")
+        event(log, "redis_silent", logging.WARNING, waited_s=SOCKET_TIMEOUT, hint="no PONG: dialling again")
+        pubsub.health_check_response_counter = 0
+        if pubsub.connection is not None:
+            pubsub.connection.disconnect()
+        return True
 
     def _drain(self, pubsub: redis.client.PubSub) -> None:
         """Handle the replies already complete in the connection's hiredis reader, at most DRAIN_MAX.

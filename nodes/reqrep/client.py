@@ -16,7 +16,10 @@ Anything else is rejected and the request is resent.
 
 Counters: ``sent`` (distinct requests; ``sent == replied + failed`` at the end), ``replied``,
 ``retried`` (resends), ``failed`` (no correct reply after every retry), ``received``/``rejected``
-(reply frames), ``plain_replies``; labelled ``replies_by_worker``. Exit code 0 iff failed == 0.
+(reply frames), ``plain_replies``; labelled ``replies_by_worker``. ``/status`` also shows ``latency``:
+count, p50, p99 and max of the round trip of replied requests, from the first send to the reply
+(retries included: what the caller waited), in seconds (:mod:`nodes.core.latency`). Exit code 0 iff
+failed == 0.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import zmq
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_when_event_set
 
 from nodes.core import wire
+from nodes.core.latency import Latency
 from nodes.core.lifecycle import EXIT_INTERRUPTED, POLL_MS, Node, Pacer
 from nodes.core.log import event, worth_logging
 from nodes.reqrep import protocol
@@ -44,6 +48,8 @@ class Client(Node):
         for name in ("replied", "retried", "failed"):
             self.stats.counters[name] = 0
         self.done = False
+        #: Round trip of each replied request, first send to its reply (retries included): what a caller waits.
+        self.latency = Latency()
         self._sock: zmq.Socket | None = None
         # One attempt = send, then wait up to REQUEST_TIMEOUT; None means "no correct reply": resend.
         self._lazy_pirate = Retrying(
@@ -55,10 +61,13 @@ class Client(Node):
 
     def summary(self) -> str:
         c = self.stats.counters
-        return f"replied {c['replied']}/{self.settings.requests} failed {c['failed']} retried {c['retried']}"
+        latency = self.latency.text()
+        return f"replied {c['replied']}/{self.settings.requests} failed {c['failed']} retried {c['retried']}" + (
+            f", latency {latency}" if latency else ""
+        )
 
     def extra_status(self) -> dict:
-        return {"requests": self.settings.requests, "done": self.done}
+        return {"requests": self.settings.requests, "done": self.done, "latency": self.latency.summary()}
 
     def serve(self) -> int:
         s = self.settings
@@ -72,8 +81,10 @@ class Client(Node):
             request_id = self.ids()
             frame = wire.make(protocol.REQUEST, request_id, protocol.request(n, payload), origin=self.name)
             counters["sent"] += 1
+            sent_at = time.monotonic()
             worker = self._lazy_pirate(self._attempt, request_id, frame)
             if worker is not None:
+                self.latency.record(time.monotonic() - sent_at)
                 counters["replied"] += 1
                 self.stats.incr_label("replies_by_worker", worker)
             elif self.stop.is_set():
@@ -91,6 +102,7 @@ class Client(Node):
             self.done,
             counters["replied"],
             started,
+            latency=self.latency.summary(),
             replies_by_worker=dict(self.stats.labelled.get("replies_by_worker", {})),
         )
         if not self.done and self.stop.is_set():

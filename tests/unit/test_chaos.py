@@ -57,6 +57,23 @@ def test_requests_all_replied_with_retries_is_no_loss() -> None:
     assert "worst latency n/a" in out.lines[0]
 
 
+def test_the_worst_latency_is_the_slowest_clients_max() -> None:
+    slow = {**client(), "latency": {"count": 100, "p50_s": 0.004, "p99_s": 0.9, "max_s": 6.104}}
+    fast = {**client(), "latency": {"count": 100, "p50_s": 0.003, "p99_s": 0.01, "max_s": 0.02}}
+    out = chaos.assess_requests({"client-1": slow, "client-2": fast})
+    assert out.problems == []
+    assert out.lines[0].endswith("worst latency 6.104s")
+    assert "latency p50 0.004s p99 0.900s max 6.104s" in out.lines[1]
+
+
+def test_a_failed_request_is_a_loss_shown_with_the_broker_fault_around_it() -> None:
+    growth = [Growth("client-1", "failed", 2, since=20.0, seen=21.0)]
+    faults = [Fault("stop", "broker", "broker-1", 5.0, 15.0), Fault("kill", "redis", "redis-1", 18.0, 19.0)]
+    out = chaos.assess_requests({"client-1": client(replied=98, failed=2)}, growth, faults)
+    assert any("client-1 failed 2" in p for p in out.problems)
+    assert "    2 failed, seen t+20.0..21.0s: during stop broker-1 t+5.0..15.0s" in out.lines
+
+
 def test_a_failed_request_or_an_unfinished_client_is_a_loss() -> None:
     out = chaos.assess_requests({"client-1": client(replied=98, failed=2), "client-2": client("running", replied=50)})
     assert any("client-1 failed 2" in p for p in out.problems)
@@ -181,6 +198,50 @@ def test_a_subscriber_missing_the_tail_of_a_topic_is_a_loss_though_no_gap_shows_
     assert out.problems == ["pub/sub: zsub-1 never got the last messages of its topics: {'catA': 10}"]
 
 
+def test_a_miss_no_counter_shows_is_a_loss() -> None:
+    quiet = sub(received=95)
+    quiet["topics"]["catA"]["last_seq"] = 100  # heard the last one, no gap counted, yet 5 never arrived
+    out = chaos.assess_pubsub({"subscriber-1": [quiet]}, {"publisher-1": publisher()}, [], [])
+    assert out.problems == [
+        "pub/sub: subscriber-1 missed 5 messages but gaps and late joins inside outage windows account for only 0"
+    ]
+
+
+def test_an_incarnation_restarted_after_the_last_message_leaves_the_tail_to_its_predecessor() -> None:
+    after = {**sub(received=0, uptime=2.0), "topics": {}}
+    out = chaos.assess_pubsub({"subscriber-1": [sub(), after]}, {"publisher-1": publisher()}, [], [])
+    assert out.problems == []
+
+
+def test_a_fault_docker_refused_excuses_nothing() -> None:
+    refused = Fault("kill", "redis", "redis-1", 10.0, 10.5, injected=False)
+    growth = [Growth("subscriber-1", "gaps", 3, since=11.0, seen=12.0, topic="catA")]
+    out = chaos.assess_pubsub(
+        {"subscriber-1": [sub(gaps=3)]}, {"publisher-1": publisher(published=103)}, growth, [refused]
+    )
+    assert len(out.problems) == 1 and "outside any outage" in out.problems[0]
+    assert "NOT INJECTED" in refused.describe()
+
+
 def test_the_verdict_adds_faults_that_were_never_healed() -> None:
     problems = chaos.verdict([chaos.Assessment()], [Fault("pause", "sink", "sink-1", 3.0, None)])
     assert len(problems) == 1 and "never healed" in problems[0]
+
+
+def test_a_fault_docker_refuses_once_is_tried_again_and_a_second_refusal_is_reported() -> None:
+    import docker.errors
+
+    class Flaky:
+        def __init__(self, refusals: int) -> None:
+            self.refusals = refusals
+            self.calls = 0
+
+        def _inject(self, *_args: Any) -> None:
+            self.calls += 1
+            if self.calls <= self.refusals:
+                raise docker.errors.APIError("500", explanation="OCI runtime pause failed: unable to freeze")
+
+    once, always = Flaky(1), Flaky(5)
+    assert chaos.FaultInjector._inject_or_refused(once, "pause", None, {}) == ""  # type: ignore[arg-type]
+    assert "unable to freeze" in chaos.FaultInjector._inject_or_refused(always, "pause", None, {})  # type: ignore[arg-type]
+    assert (once.calls, always.calls) == (2, 2)

@@ -36,6 +36,7 @@ TABLE: dict[str | tuple[str, str], Case] = {
     "MAX_MSG_SIZE": ({"65536": 65536, "2048": 2048}, ("0", "1023", "1e6", "abc", str(2**31))),
     "HOLD": ({"yes": True, "0": False, "": False}, ("maybe", "2")),
     "PEER_GRACE": ({"0": 0.0, "15": 15.0, "0.5": 0.5}, SECONDS_BAD),
+    "WATCHDOG_S": ({"0": 0.0, "60": 60.0, "2.5": 2.5}, SECONDS_BAD),
     "SECURITY": ({"plain": "plain"}, ("tls", "CURVE", "", "none")),  # curve: tests/local/test_security.py
     "KEYS_DIR": ({"build/keys": "build/keys", "/tmp/k": "/tmp/k"}, ("/tmp/\0k",)),
     # Batch

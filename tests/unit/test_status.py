@@ -255,3 +255,44 @@ def test_the_table_says_why_a_node_is_unhealthy() -> None:
     doc = {"summary": "mode proxy", "health": {"ok": False, "reason": "0 of 1 peers connected for 20s"}}
     assert table.detail(doc) == "UNHEALTHY: 0 of 1 peers connected for 20s; mode proxy"
     assert table.detail({"summary": "fine", "health": {"ok": True, "reason": "ok"}}) == "fine"
+
+
+# --- Watchdog ---------------------------------------------------------------------------------------
+
+
+def watched(state: str = "running", limit: float = 10.0) -> tuple[Stats, status.Watchdog]:
+    stats = Stats("n", "worker")
+    stats.state = state
+    return stats, status.Watchdog(stats, limit, lambda _stuck: None)
+
+
+def test_the_watchdog_fires_only_after_the_loop_missed_its_limit() -> None:
+    stats, dog = watched()
+    t = stats.last_beat
+    for k in range(1, 10):  # ticks every second, the loop never beats again
+        assert dog.check(t + k) is None
+    assert dog.check(t + 10) == pytest.approx(10)
+
+
+def test_a_beating_loop_is_never_stuck() -> None:
+    stats, dog = watched()
+    t = stats.last_beat
+    for k in range(1, 100):
+        stats.last_beat = t + k - 0.5
+        assert dog.check(t + k) is None
+
+
+def test_a_frozen_process_gets_a_fresh_limit_after_it_thaws() -> None:
+    stats, dog = watched()
+    t = stats.last_beat
+    assert dog.check(t + 1) is None
+    assert dog.check(t + 600) is None  # docker pause for ten minutes: this tick came 599 s late
+    for k in range(601, 610):  # the thawed loop has its whole limit again ...
+        assert dog.check(t + k) is None
+    assert dog.check(t + 610) == pytest.approx(610)  # ... and is judged after it
+
+
+def test_a_node_starting_or_stopping_is_not_judged() -> None:
+    for state in ("starting", "stopping"):
+        stats, dog = watched(state)
+        assert dog.check(stats.last_beat + 100) is None
