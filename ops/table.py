@@ -117,10 +117,13 @@ def detail(doc: Mapping[str, Any]) -> str:
     return line
 
 
-def render(rows: list[Row]) -> Table:
-    """Build the rich table for ``rows`` (label, document or None)."""
+def render(rows: list[Row], hosts: Mapping[str, str] | None = None) -> Table:
+    """Build the rich table for ``rows`` (label, document or None).
+
+    ``hosts``: label -> the machine the node runs on (a swarm's node), shown as a ``host`` column.
+    """
     table = Table(title="messaging-patterns cluster", title_justify="left")
-    for name, justify in (
+    columns = [
         ("node", "left"),
         ("role", "left"),
         ("state", "left"),
@@ -131,17 +134,24 @@ def render(rows: list[Row]) -> Table:
         ("share", "right"),
         ("peers", "right"),
         ("summary", "left"),
-    ):
+    ]
+    if hosts is not None:
+        columns.insert(1, ("host", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name != "summary")
     share = shares(rows)
+
+    def where(label: str) -> tuple[str, ...]:
+        return (label,) if hosts is None else (label, hosts.get(label, "?"))
+
     for label, doc in rows:
         if doc is None:
-            table.add_row(label, "?", "unreachable", "[red]down[/]", "", "", "", "", "", "")
+            table.add_row(*where(label), "?", "unreachable", "[red]down[/]", "", "", "", "", "", "")
             continue
         ok = healthy(doc)
         rejected = _counter(doc, "rejected")
         table.add_row(
-            label,
+            *where(label),
             str(doc.get("role", "?")),
             str(doc.get("state", "?")),
             "[green]ok[/]" if ok else "[red]unhealthy[/]",
