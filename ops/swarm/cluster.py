@@ -194,15 +194,19 @@ class SwarmCluster:
         RATE, PIPE_RATE and PUB_RATE to each one's own RATE. Services whose spec does not change keep running.
         """
         self.env.update(env)
-        self.deploy({**self.stack.replicas(), **replicas}, 3 if self.on_nodes() else 1)
+        self.deploy(self.stack.replicas(), 3 if self.on_nodes() else 1)
+        # Then new tasks, forced: a one-shot service (restart condition none) scaled back up from 0 with an
+        # unchanged spec gets no new task at all - swarm counts the slots' finished ones.
+        for svc, n in replicas.items():
+            self.manager.cli("service", "update", "--detach", "--force", "--replicas", str(n), f"{self.name}_{svc}")
         self.wait_healthy(timeout, expect=replicas)
 
     # --- down -----------------------------------------------------------------------------------
 
     def down(self) -> str:
         """Remove the stack and whatever of it this command made: node containers, or the swarm it initialised."""
-        if self.on_nodes():
-            n = self.nodes.remove()
+        n = self.nodes.remove()  # by label: also the network or volumes of an `up --nodes 3` that failed early
+        if n:
             return f"removed {n} node containers (and with them the swarm and every task), their volumes and network"
         host = Engine("host")
         if not host.in_swarm():

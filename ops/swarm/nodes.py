@@ -32,15 +32,18 @@ STACK_LABEL = "mpc.swarm.stack"
 INDEX_LABEL = "mpc.swarm.node"
 #: Where the inner engine listens besides its own /var/run/docker.sock (bind-mounted from the host).
 INNER_SOCKET_DIR = "/run/mpc-node"
-#: docker run options that let dockerd run in a container without --privileged (see the module docstring).
-RUN_OPTIONS = {
-    "cap_add": ["ALL"],
-    "cap_drop": ["SYS_RESOURCE"],
-    "security_opt": ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
-    "device_cgroup_rules": ["a *:* rwm"],
-    "devices": ["/dev/fuse:/dev/fuse:rwm"] if os.path.exists("/dev/fuse") else [],
-    "init": True,
-}
+#: ``docker run`` options that let dockerd run in a container without --privileged (see the module docstring).
+#: The CLI, not the SDK: ``systempaths=unconfined`` is a CLI option (it clears masked and read-only paths).
+RUN_OPTIONS = (
+    "--init",
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--security-opt=systempaths=unconfined",
+    "--device-cgroup-rule=a *:* rwm",
+    *(("--device=/dev/fuse",) if os.path.exists("/dev/fuse") else ()),
+)
 
 
 def socket_dir(stack: str) -> Path:
@@ -98,19 +101,19 @@ class SwarmNodes:
             sock_dir = socket_dir(self.stack) / f"node{i}"
             sock_dir.mkdir(parents=True, exist_ok=True)
             volume = client.volumes.create(f"{node_name(self.stack, i)}-docker", labels=labels)
-            client.containers.run(
+            self.host.cli(
+                "run",
+                "--detach",
+                f"--name={node_name(self.stack, i)}",
+                f"--hostname={node_name(self.stack, i)}",
+                f"--label={STACK_LABEL}={self.stack}",
+                f"--label={INDEX_LABEL}={i}",
+                f"--network={self.network}",
+                f"--volume={volume.name}:/var/lib/docker",
+                f"--volume={sock_dir}:{INNER_SOCKET_DIR}",
+                *RUN_OPTIONS,
                 image,
-                [f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"],
-                name=node_name(self.stack, i),
-                hostname=node_name(self.stack, i),
-                detach=True,
-                labels={**labels, INDEX_LABEL: str(i)},
-                network=self.network,
-                volumes={
-                    volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
-                    str(sock_dir): {"bind": INNER_SOCKET_DIR},
-                },
-                **RUN_OPTIONS,
+                f"--host=unix://{INNER_SOCKET_DIR}/docker.sock",
             )
         for i in range(1, self.count + 1):
             engine = self.engine(i)

@@ -27,6 +27,8 @@ from ops.swarm.engine import Engine, SwarmError
 
 STACK_NAMESPACE = "com.docker.stack.namespace"
 STATUS_PORT = 8000
+#: Task states in which a task's container may be running (swarm's "shutdown" is desired, not done).
+LIVE_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 SCRIPT = Path(fetch_script.__file__).read_text()
 
 
@@ -87,6 +89,17 @@ class Stack:
                     host = hosts.get(task.get("NodeID"), "?")
                     out.append(Task(task["ID"], service, int(task.get("Slot") or 0), host, addresses[0], state))
         return sorted(out, key=lambda t: (t.service, t.slot))
+
+    def live(self, services: set[str]) -> list[str]:
+        """Tasks of ``services`` whose container may still run (scaled to 0 is not stopped yet): ``svc.slot``."""
+        api = self.manager.client.api
+        out = []
+        for service, svc in self.services().items():
+            if service in services:
+                for task in api.tasks(filters={"service": svc.id}):
+                    if task["Status"]["State"] in LIVE_STATES:
+                        out.append(f"{service}.{task.get('Slot')}")
+        return out
 
     # --- the probe ------------------------------------------------------------------------------
 
