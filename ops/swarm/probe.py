@@ -5,7 +5,7 @@ balancer, which this kernel lacks) or, in host mode, bound on *every* interface 
 publishes on 127.0.0.1 only. So ``status``, ``scale``, ``demo`` and the tests read each task's
 /status from inside the stack: a small probe container (the node image, idle) attached to every
 overlay network of the stack on the manager engine, which reaches every task IP on every node.
-The host asks it with one ``docker exec`` per poll (:mod:`ops.swarm.fetch_script`).
+The host asks it with one ``docker exec`` per poll (:mod:`ops.status_fetch`, the same reader the host's table uses).
 
 Which tasks exist, on which node, at which address, comes from the swarm API (services -> tasks ->
 network attachments), so the table gains a ``host`` column; rows are labelled ``service-slot``
@@ -22,14 +22,14 @@ from typing import Any
 
 import docker.errors
 
-from ops.swarm import fetch_script
+from ops import status_fetch
 from ops.swarm.engine import Engine, SwarmError
 
 STACK_NAMESPACE = "com.docker.stack.namespace"
 STATUS_PORT = 8000
 #: Task states in which a task's container may be running (swarm's "shutdown" is desired, not done).
 LIVE_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
-SCRIPT = Path(fetch_script.__file__).read_text()
+SCRIPT = Path(status_fetch.__file__).read_text()
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Task:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{STATUS_PORT}"
+        return f"http://{self.address}:{STATUS_PORT}/status"
 
 
 class Stack:

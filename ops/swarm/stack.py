@@ -8,6 +8,7 @@ What the generation changes, and why:
   IPs, exactly as compose's DNS does, and ZeroMQ's long-lived connections need nothing more;
 * no ``ports``: a published port on a swarm is an ingress port (IPVS again) or, in host mode, bound on
   every interface - never 127.0.0.1 only. ops.swarm reads /status through a probe container instead;
+* healthchecks keep their test and interval but get more patience (:data:`HEALTH_PATIENCE`);
 * ``restart`` becomes ``deploy.restart_policy`` (on-failure, or none for the one-shot batch senders),
   ``depends_on`` goes (the nodes wait for their peers themselves: ZeroMQ reconnects, batch senders
   wait for MIN_* subscribers or workers), and so does the optional ``prometheus`` (a compose profile);
@@ -38,6 +39,9 @@ from ops.compose import COMPOSE_FILE
 VERSION = "3.8"
 #: Compose-only keys dropped from every service (see the module docstring).
 DROPPED = ("ports", "restart", "depends_on", "profiles")
+#: Healthcheck patience on a swarm: the same test, but swarm *replaces* a task that turns unhealthy where
+#: compose only marks it, and on a loaded 2-core machine a 3 s exec of the check times out now and then.
+HEALTH_PATIENCE = {"timeout": "10s", "retries": 5}
 #: Compose services that are not deployed on a swarm.
 SKIPPED = ("prometheus",)
 #: The node label placement constraints use, and its two values.
@@ -91,6 +95,8 @@ def generate(compose: Mapping[str, Any], replicas: Mapping[str, int] | None = No
         if name in SKIPPED:
             continue
         out = {k: without_required(v) for k, v in spec.items() if k not in DROPPED}
+        if "healthcheck" in out:
+            out["healthcheck"] = {**out["healthcheck"], **HEALTH_PATIENCE}
         deploy: dict[str, Any] = {
             "endpoint_mode": "dnsrr",
             "replicas": replicas.get(name, 1),
