@@ -309,6 +309,13 @@ def wait_batches(
             time.sleep(0.3)
 
 
+def demo_batch(args: argparse.Namespace, running: Mapping[str, int]) -> tuple[str, int, list[str]]:
+    """A new demo's batch id, its client count, and the services it needs that are not running."""
+    missing = [svc for svc in NEEDED if not running.get(svc)]
+    clients = args.clients or running.get("client") or DEFAULT_SCALE["client"]
+    return f"demo-{time.strftime('%Y%m%dT%H%M%S')}", clients, missing
+
+
 def demo_env(args: argparse.Namespace, batch: str, running: Mapping[str, int]) -> dict[str, str]:
     """The batch senders' settings of one demo: unpaced counted batches that wait for every running peer."""
     return {
@@ -334,12 +341,10 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     for c in project.containers(running=True):
         svc = c.labels.get(SERVICE_LABEL, "?")
         running[svc] = running.get(svc, 0) + 1
-    missing = [svc for svc in NEEDED if not running.get(svc)]
+    batch, clients, missing = demo_batch(args, running)
     if missing:
         say(f"[red]project {project.name} is missing {', '.join(missing)}[/]: start it with make up")
         return 1
-    batch = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
-    clients = args.clients or running.get("client") or DEFAULT_SCALE["client"]
     env = demo_env(args, batch, running)
     say(f"demo on project {project.name}, batch {batch}:")
     say(

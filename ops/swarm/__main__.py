@@ -13,12 +13,13 @@ import functools
 import os
 import sys
 import time
+from typing import Any
 
 import docker.errors
 
 from ops import cluster as compose_ops
 from ops import table
-from ops.cluster import BATCH_SERVICES, DEFAULT_SCALE, NEEDED, PUBSUB, SCALE_OPTIONS, by_service, say
+from ops.cluster import BATCH_SERVICES, DEFAULT_SCALE, PUBSUB, SCALE_OPTIONS, by_service, say
 from ops.compose import ComposeError
 from ops.swarm.cluster import DEFAULT_STACK, SwarmCluster
 from ops.swarm.engine import SwarmError
@@ -88,12 +89,10 @@ def cmd_demo(args: argparse.Namespace, swarm: SwarmCluster) -> int:
     """One counted batch per pattern, as ``ops.cluster demo``: the batch senders rerun as fresh tasks."""
     t0 = time.monotonic()
     running = swarm.counts()
-    missing = [svc for svc in NEEDED if not running.get(svc)]
+    batch, clients, missing = compose_ops.demo_batch(args, running)
     if missing:
         say(f"[red]stack {swarm.name} is missing {', '.join(missing)}[/]: start it with make up-swarm")
         return 1
-    batch = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
-    clients = args.clients or running.get("client") or DEFAULT_SCALE["client"]
     say(
         f"demo on stack {swarm.name}, batch {batch}: {clients} clients x {args.requests} requests,"
         f" {args.tasks} tasks, {args.messages} events each publisher"
@@ -105,10 +104,26 @@ def cmd_demo(args: argparse.Namespace, swarm: SwarmCluster) -> int:
     return 0 if lost == 0 else 1
 
 
+def quiet(swarm: SwarmCluster, services: list[str], timeout: float = 10) -> None:
+    """Until the receivers' counts stop moving: what the stopped publishers sent has arrived (or 10 s passed)."""
+    targets = [t for svc in services for t in by_service(swarm.targets(), svc)]
+    last: dict[str, Any] = {}
+
+    def still() -> bool:
+        now = {label: doc.get("counters", {}).get("received") for label, doc in swarm.snapshot(targets).items()}
+        same = now == last
+        last.clear()
+        last.update(now)
+        return same
+
+    compose_ops.settle(still, timeout, "the subscribers to go quiet")
+
+
 def run_demo(swarm: SwarmCluster, args: argparse.Namespace, batch: str, clients: int, running: dict[str, int]) -> int:
     """Rerun the batch senders with counted batches, wait for them, print the report; how many were lost."""
     env = compose_ops.demo_env(args, batch, running)
     swarm.stop(BATCH_SERVICES)  # the batches still running (up's slow ones): the counts below are this demo's only
+    quiet(swarm, [sub for _, sub in PUBSUB])
     before = swarm.snapshot(swarm.targets())
     swarm.rerun(env, {svc: clients if svc == "client" else 1 for svc in BATCH_SERVICES}, args.timeout)
     targets = swarm.targets()

@@ -116,9 +116,14 @@ class SwarmNodes:
                 f"--host=unix://{INNER_SOCKET_DIR}/docker.sock",
             )
         for i in range(1, self.count + 1):
-            engine = self.engine(i)
-            until(engine.client.ping, 60, f"the engine in {engine.name} to answer", interval=0.2, ignore=(SwarmError,))
-            engine.__dict__.pop("client", None)  # a failed first try may be cached: start clean
+            engine = self.engine(i)  # its socket appears once dockerd listens: until then client raises
+            until(
+                lambda e=engine: e.client.ping(),
+                60,
+                f"the engine in {engine.name} to answer",
+                interval=0.2,
+                ignore=(SwarmError,),
+            )
 
     def load_image(self, image: str) -> None:
         """``docker save`` the node image once on the host, ``docker load`` it into every node in parallel.
