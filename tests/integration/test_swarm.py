@@ -207,15 +207,17 @@ def test_scale_workers_while_requests_flow(swarm: SwarmCluster, report: Report) 
     swarm.scale({"worker": 4})
     wait_peers(swarm, 4)
     old = set(hosts_of(swarm, "worker"))
-    run_batches(swarm, {"REQUESTS": "1500", "RATE": "100"}, {"client": 1})
+    # 1500 requests at 50/s: ~30 s of traffic, so the scale-up lands in the middle of it even on a busy machine.
+    run_batches(swarm, {"REQUESTS": "1500", "RATE": "50"}, {"client": 1})
     wait_until(lambda: totals(docs_of(swarm, "client"), "sent")["sent"] >= 100, 60, "100 requests sent", interval=0.5)
-    swarm.scale({"worker": 6})
+    swarm.set_replicas({"worker": 6})  # live: swarm adds two tasks; the broker's peers are the handshake
     wait_peers(swarm, 6)
     mid = totals(docs_of(swarm, "client"), "sent")["sent"]
     assert mid < 1500, "the batch ended before the new workers connected: nothing left to rebalance"
     clients = wait_done(swarm, ("client",))
     got = totals(clients, *COUNTS)
     per_worker = replies_by_worker(clients)
+    swarm.wait_healthy(60, expect={"worker": 6})
     hosts = hosts_of(swarm, "worker")
     new = set(hosts) - old
     report(f"{swarm.name}: scaled 4 -> 6 workers after {mid} of 1500 requests; {got}")
