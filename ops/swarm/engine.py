@@ -12,6 +12,7 @@ the swarm its own ``up`` created - and never one that was there before, or that 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -22,10 +23,13 @@ from typing import Any
 import docker
 import docker.errors
 
+from ops.wait import TimedOut, until
+
 #: Labels on a swarm ops.swarm initialised: the stack that did it, and whether docker_gwbridge was there before.
 OWNER_LABEL = "mpc.swarm.owner"
 GWBRIDGE_LABEL = "mpc.swarm.gwbridge-existed"
 GWBRIDGE = "docker_gwbridge"
+INGRESS = "ingress"
 
 
 class SwarmError(RuntimeError):
@@ -124,11 +128,26 @@ class Engine:
         others = self.client.services.list()
         if others:
             return f"swarm kept: {len(others)} services of other stacks still run on it"
+        # The ingress network first (no service publishes a port): leaving with it in place may leave its
+        # sandbox's endpoint counted on docker_gwbridge for good ("has active endpoints").
+        for net in self.client.networks.list(names=[INGRESS]):
+            with contextlib.suppress(docker.errors.APIError):
+                net.remove()
         self.client.swarm.leave(force=True)
         if labels.get(GWBRIDGE_LABEL) == "0":
-            for net in self.client.networks.list(names=[GWBRIDGE]):
-                try:
-                    net.remove()
-                except docker.errors.APIError as exc:
-                    return f"left the swarm; {GWBRIDGE} still in use, kept ({exc.explanation})"
+            try:  # the ingress sandbox leaves it a moment after the swarm is gone
+                until(self._remove_gwbridge, 30, f"{GWBRIDGE} to have no endpoints", interval=0.5)
+            except TimedOut:
+                return f"left the swarm; {GWBRIDGE} still has endpoints after 30 s, kept"
         return "left the swarm it had created"
+
+    def _remove_gwbridge(self) -> bool:
+        """Remove docker_gwbridge; True once it is gone, False while something is still attached."""
+        for net in self.client.networks.list(names=[GWBRIDGE]):
+            try:
+                net.remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                return False
+        return True
