@@ -28,7 +28,8 @@ from nodes import roles
 from ops.cluster import topic_delta
 from ops.compose import image_exists
 from ops.swarm.cluster import SwarmCluster
-from ops.swarm.nodes import STACK_LABEL, SWARM_NODE_IMAGE
+from ops.swarm.engine import GWBRIDGE
+from ops.swarm.nodes import STACK_LABEL, SWARM_NODE_IMAGE, node_name
 from ops.swarm.probe import STACK_NAMESPACE
 from tests.integration.conftest import BASE_ENV, NUMBERS
 from tests.support import wait_until
@@ -45,10 +46,11 @@ UP_ENV = {"REQUESTS": "10", "TASKS": "10", "MESSAGES": "10", "SUB_TOPICS": ",".j
 UP_ENV["ZSUB_TOPICS"] = ",".join(ZSUB_TOPICS)
 
 
-def swarm_state() -> tuple[str, str]:
-    """The host engine's swarm membership: (state, node id) - what the tests must leave as found."""
-    info = docker.from_env().info().get("Swarm") or {}
-    return info.get("LocalNodeState", ""), info.get("NodeID", "")
+def swarm_state() -> tuple[str, str, bool]:
+    """The host engine's swarm membership (state, node id) and whether docker_gwbridge exists: as found."""
+    client = docker.from_env()
+    info = client.info().get("Swarm") or {}
+    return info.get("LocalNodeState", ""), info.get("NodeID", ""), bool(client.networks.list(names=[GWBRIDGE]))
 
 
 def leftovers(name: str) -> list[str]:
@@ -231,19 +233,19 @@ def test_scale_workers_while_requests_flow(swarm: SwarmCluster, report: Report) 
 @pytest.mark.parametrize("swarm", [3], ids=["3-nodes"], indirect=True)  # one node has no worker node to stop
 def test_stop_a_worker_node_mid_run(swarm: SwarmCluster, report: Report) -> None:
     assert swarm.on_nodes()
-    # The client on node 2, so that stopping node 3 takes workers (and pipeworkers, subscribers) only.
-    keep = swarm.nodes.engine(2).name
-    swarm.manager.cli(
-        "service", "update", "--detach", "--constraint-add", f"node.hostname == {keep}", f"{swarm.name}_client"
-    )
-    hosts = hosts_of(swarm, "worker")
-    assert {h for h in hosts.values()} == {keep, swarm.nodes.engine(3).name}, hosts
     run_batches(swarm, {"REQUESTS": "1000", "RATE": "50", "REQUEST_TIMEOUT": "1", "RETRIES": "5"}, {"client": 1})
+    # Stop the worker node the client does not run on: it takes workers (and pipeworkers, subscribers) only.
+    (client,) = swarm.tasks(["client"])
+    spread = {node_name(swarm.name, i): i for i in (2, 3)}
+    assert client.host in spread, f"the client runs on {client.host}, not a worker node"
+    (victim,) = set(spread) - {client.host}
+    hosts = hosts_of(swarm, "worker")
+    lost_workers = sorted(w for w, h in hosts.items() if h == victim)
+    assert lost_workers and len(lost_workers) < len(hosts), f"workers by node: {hosts}"
     wait_until(lambda: totals(docs_of(swarm, "client"), "sent")["sent"] >= 150, 60, "150 requests sent", interval=0.5)
-    swarm.nodes.stop(3)
-    lost_workers = sorted(w for w, h in hosts.items() if h == swarm.nodes.engine(3).name)
+    swarm.nodes.stop(spread[victim])
     sent = totals(docs_of(swarm, "client"), "sent")["sent"]
-    report(f"{swarm.name}: stopped node 3 (workers {lost_workers}) after {sent} of 1000 requests")
+    report(f"{swarm.name}: stopped {victim} (workers {lost_workers}) after {sent} of 1000 requests")
     clients = wait_done(swarm, ("client",))
     got = totals(clients, *COUNTS)
     per_worker = replies_by_worker(clients)
