@@ -59,9 +59,10 @@ lint: venv ## ruff check + ruff format --check
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 # The wheelhouse step runs `pip download` with the venv's pip: $(PYTHON) may have no pip at all.
-image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest) and mpc-prometheus:latest
+image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest), mpc-prometheus:latest and mpc-swarm-node:latest
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
 	bash scripts/build-prometheus-image.sh
+	bash scripts/build-swarm-node-image.sh
 
 up: image $(if $(filter curve,$(SECURITY)),keys) ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [RABBITMQ=1] [SECURITY=curve]
 	$(if $(filter-out 0,$(RABBITMQ)),bash scripts/build-rabbitmq-image.sh)
@@ -100,6 +101,26 @@ bench: install ## throughput/latency against baselines run side by side
 bench-quick: install ## a short benchmark run, results in bench-results/quick.json
 	@mkdir -p bench-results
 	$(PY) -m bench --quick --json bench-results/quick.json
+
+# The same cluster on Docker Swarm (ops/swarm, docs/scaling.md): NODES=1 uses (or initialises) a swarm on this
+# engine, NODES=3 runs three engines in containers (mpc-swarm-node, built by `make image`). No ports.
+NODES ?= 1
+.PHONY: up-swarm down-swarm status-swarm scale-swarm demo-swarm
+
+up-swarm: image ## the cluster as a swarm stack: make up-swarm [NODES=1|3] [WORKERS= PIPE_WORKERS= SUBSCRIBERS=]
+	$(PY) -m ops.swarm up --nodes $(NODES) $(SCALE_FLAGS)
+
+down-swarm: venv ## remove the swarm stack (its node containers; the swarm if up-swarm created it)
+	$(PY) -m ops.swarm down
+
+status-swarm: venv ## status table of the swarm stack, with the host each task runs on
+	$(PY) -m ops.swarm status
+
+scale-swarm: venv ## rescale the swarm stack live: make scale-swarm WORKERS=6 [PIPE_WORKERS=] [SUBSCRIBERS=]
+	$(PY) -m ops.swarm scale $(SCALE_FLAGS)
+
+demo-swarm: venv ## run the counted demo on the swarm stack
+	$(PY) -m ops.swarm demo
 
 # Faults under load on a compose project of its own (mpc-chaos-<random>, free host ports), then a loss report.
 DURATION ?= 60

@@ -344,8 +344,18 @@ def batch_progress(service: str, docs: Sequence[Mapping[str, Any]], sink: Mappin
     return sum(d.get("counters", {}).get("sent", 0) for d in docs)
 
 
-def wait_batches(targets: list[tuple[str, str]], totals: Mapping[str, int], batch: str, timeout: float) -> None:
-    """Wait until every batch sender is done (state "done"), with one rich progress bar a pattern."""
+def wait_batches(
+    targets: list[tuple[str, str]],
+    totals: Mapping[str, int],
+    batch: str,
+    timeout: float,
+    fetch: Callable[[list[tuple[str, str]]], dict[str, dict[str, Any]]] = snapshot,
+) -> None:
+    """Wait until every batch sender is done (state "done"), with one rich progress bar a pattern.
+
+    ``fetch`` reads ``{label: /status}`` of targets: over the published ports (compose), or through
+    ops.swarm's probe.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     senders = {svc: by_service(targets, svc) for svc in BATCH_SERVICES}
@@ -355,7 +365,7 @@ def wait_batches(targets: list[tuple[str, str]], totals: Mapping[str, int], batc
     with Progress(*columns, console=console) as progress:
         bars = {svc: progress.add_task(PROGRESS_TITLES.get(svc, svc), total=totals.get(svc)) for svc in senders}
         while True:
-            docs = snapshot([t for svc in senders for t in senders[svc]] + sinks[:1])
+            docs = fetch([t for svc in senders for t in senders[svc]] + sinks[:1])
             sink = docs.get(sinks[0][0]) if sinks else None
             pending = []
             for svc, members in senders.items():
@@ -370,19 +380,16 @@ def wait_batches(targets: list[tuple[str, str]], totals: Mapping[str, int], batc
             time.sleep(0.3)
 
 
-def cmd_demo(args: argparse.Namespace, project: Project) -> int:
-    t0 = time.monotonic()
-    running: dict[str, int] = {}
-    for c in project.containers(running=True):
-        svc = c.labels.get(SERVICE_LABEL, "?")
-        running[svc] = running.get(svc, 0) + 1
+def demo_batch(args: argparse.Namespace, running: Mapping[str, int]) -> tuple[str, int, list[str]]:
+    """A new demo's batch id, its client count, and the services it needs that are not running."""
     missing = [svc for svc in NEEDED if not running.get(svc)]
-    if missing:
-        say(f"[red]project {project.name} is missing {', '.join(missing)}[/]: start it with make up")
-        return 1
-    batch = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
     clients = args.clients or running.get("client") or DEFAULT_SCALE["client"]
-    env = {
+    return f"demo-{time.strftime('%Y%m%dT%H%M%S')}", clients, missing
+
+
+def demo_env(args: argparse.Namespace, batch: str, running: Mapping[str, int]) -> dict[str, str]:
+    """The batch senders' settings of one demo: unpaced counted batches that wait for every running peer."""
+    return {
         "REQUESTS": str(args.requests),
         "RATE": "0",
         "TASKS": str(args.tasks),
@@ -399,6 +406,19 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         "ECHO_REQUESTS": str(args.requests),
         "ECHO_RATE": "0",
     }
+
+
+def cmd_demo(args: argparse.Namespace, project: Project) -> int:
+    t0 = time.monotonic()
+    running: dict[str, int] = {}
+    for c in project.containers(running=True):
+        svc = c.labels.get(SERVICE_LABEL, "?")
+        running[svc] = running.get(svc, 0) + 1
+    batch, clients, missing = demo_batch(args, running)
+    if missing:
+        say(f"[red]project {project.name} is missing {', '.join(missing)}[/]: start it with make up")
+        return 1
+    env = demo_env(args, batch, running)
     if follow_rabbitmq(project):
         say(
             "[bold]RabbitMQ[/] (make up RABBITMQ=1): pub/sub through a topic exchange,"
@@ -551,13 +571,19 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--tail", type=int, default=50, help="lines of history per container (default %(default)s)")
     lg.add_argument("--no-follow", action="store_true", help="print and exit")
 
-    dm = sub.add_parser("demo", help="run one request, pipeline and pub/sub batch and print what was delivered")
+    add_demo_options(
+        sub.add_parser("demo", help="run one request, pipeline and pub/sub batch and print what was delivered")
+    )
+    return parser
+
+
+def add_demo_options(dm: argparse.ArgumentParser) -> None:
+    """The demo's batch sizes (ops.cluster demo and ops.swarm demo take the same)."""
     dm.add_argument("--requests", type=int, default=500, help="requests per client (default %(default)s)")
     dm.add_argument("--clients", type=int, default=0, help="client containers (default: as many as now, else 2)")
     dm.add_argument("--tasks", type=int, default=1000, help="pipeline tasks (default %(default)s)")
     dm.add_argument("--messages", type=int, default=400, help="events per publisher (default %(default)s)")
     dm.add_argument("--timeout", type=float, default=120, help="seconds to wait for the batches (default %(default)s)")
-    return parser
 
 
 COMMANDS = {

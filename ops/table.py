@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rich.console import Console
@@ -22,9 +19,10 @@ from rich.table import Table
 
 from nodes import roles
 from nodes.core.status import parse_target
+from ops.status_fetch import TIMEOUT, fetch_all, fetch_one
 
-#: Seconds to wait for one node; the table must stay quick even when nodes are down.
-TIMEOUT = 2.0
+__all__ = ["TIMEOUT", "fetch", "fetch_one", "healthy", "main", "render"]
+
 #: States in which a node counts as healthy (one-shot roles hold in "done" after their batch).
 HEALTHY_STATES = ("running", "done")
 #: The pattern where every receiver gets a full copy of the traffic: a "share" of it would mislead.
@@ -33,42 +31,10 @@ FAN_OUT_PATTERN = "pubsub"
 Row = tuple[str, "dict[str, Any] | None"]
 
 
-def _get(url: str) -> tuple[int, dict[str, Any]]:
-    """GET a JSON document; returns (HTTP status, document) also for 503 answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:  # /healthz answers 503 with a JSON body
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {}
-
-
-def fetch_one(url: str) -> dict[str, Any] | None:
-    """The node's /status document plus ``"_healthz"`` (its /healthz verdict), or None if unreachable."""
-    try:
-        code, doc = _get(url)
-        if code != 200 or not isinstance(doc, dict):
-            return None
-    except (OSError, ValueError):
-        return None
-    base = url[: -len("/status")] if url.endswith("/status") else url
-    try:
-        code, health = _get(base + "/healthz")
-        doc["_healthz"] = code == 200 and bool(health.get("ok"))
-    except (OSError, ValueError):
-        doc["_healthz"] = False
-    return doc
-
-
 def fetch(targets: list[tuple[str, str]]) -> list[Row]:
     """Fetch every (label, status URL) concurrently; keeps the order of ``targets``."""
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        docs = list(pool.map(fetch_one, [url for _, url in targets]))
-    return [(label, doc) for (label, _), doc in zip(targets, docs, strict=True)]
+    docs = fetch_all([url for _, url in targets])
+    return [(label, docs[url]) for label, url in targets]
 
 
 def healthy(doc: Mapping[str, Any] | None) -> bool:
@@ -117,10 +83,13 @@ def detail(doc: Mapping[str, Any]) -> str:
     return line
 
 
-def render(rows: list[Row]) -> Table:
-    """Build the rich table for ``rows`` (label, document or None)."""
+def render(rows: list[Row], hosts: Mapping[str, str] | None = None) -> Table:
+    """Build the rich table for ``rows`` (label, document or None).
+
+    ``hosts``: label -> the machine the node runs on (a swarm's node), shown as a ``host`` column.
+    """
     table = Table(title="messaging-patterns cluster", title_justify="left")
-    for name, justify in (
+    columns = [
         ("node", "left"),
         ("role", "left"),
         ("state", "left"),
@@ -131,17 +100,24 @@ def render(rows: list[Row]) -> Table:
         ("share", "right"),
         ("peers", "right"),
         ("summary", "left"),
-    ):
+    ]
+    if hosts is not None:
+        columns.insert(1, ("host", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name != "summary")
     share = shares(rows)
+
+    def where(label: str) -> tuple[str, ...]:
+        return (label,) if hosts is None else (label, hosts.get(label, "?"))
+
     for label, doc in rows:
         if doc is None:
-            table.add_row(label, "?", "unreachable", "[red]down[/]", "", "", "", "", "", "")
+            table.add_row(*where(label), "?", "unreachable", "[red]down[/]", "", "", "", "", "", "")
             continue
         ok = healthy(doc)
         rejected = _counter(doc, "rejected")
         table.add_row(
-            label,
+            *where(label),
             str(doc.get("role", "?")),
             str(doc.get("state", "?")),
             "[green]ok[/]" if ok else "[red]unhealthy[/]",
