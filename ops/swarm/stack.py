@@ -11,7 +11,8 @@ What the generation changes, and why:
 * healthchecks keep their test and interval but get more patience (:data:`HEALTH_PATIENCE`);
 * ``restart`` becomes ``deploy.restart_policy`` (on-failure, or none for the one-shot batch senders),
   ``depends_on`` goes (the nodes wait for their peers themselves: ZeroMQ reconnects, batch senders
-  wait for MIN_* subscribers or workers), and so does the optional ``prometheus`` (a compose profile);
+  wait for MIN_* subscribers or workers), and so do the optional services of a compose profile
+  (``prometheus``, ``rabbitmq``);
 * networks become attachable overlays (the probe attaches to them);
 * with three nodes, placement constraints: the stable services on the ``core`` node, the scaled ones
   and the batch senders on the ``spread`` nodes, so every request and task crosses engines.
@@ -42,8 +43,6 @@ DROPPED = ("ports", "restart", "depends_on", "profiles")
 #: Healthcheck patience on a swarm: the same test, but swarm *replaces* a task that turns unhealthy where
 #: compose only marks it, and on a loaded 2-core machine a 3 s exec of the check times out now and then.
 HEALTH_PATIENCE = {"timeout": "10s", "retries": 5}
-#: Compose services that are not deployed on a swarm.
-SKIPPED = ("prometheus",)
 #: The node label placement constraints use, and its two values.
 POOL_LABEL = "mpc-pool"
 CORE, SPREAD = "core", "spread"
@@ -92,7 +91,7 @@ def generate(compose: Mapping[str, Any], replicas: Mapping[str, int] | None = No
     replicas = dict(replicas or {})
     services: dict[str, Any] = {}
     for name, spec in compose["services"].items():
-        if name in SKIPPED:
+        if spec.get("profiles"):  # optional services (prometheus, rabbitmq): compose-only for now
             continue
         out = {k: without_required(v) for k, v in spec.items() if k not in DROPPED}
         if "healthcheck" in out:

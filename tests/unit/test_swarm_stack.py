@@ -31,9 +31,9 @@ def generated(request: pytest.FixtureRequest) -> tuple[int, dict[str, Any]]:
     return request.param, stack.generate(COMPOSE, {"worker": 4, "client": 2}, nodes=request.param)
 
 
-def test_every_compose_service_but_the_optional_prometheus_is_deployed(generated: tuple[int, dict]) -> None:
+def test_every_compose_service_but_the_optional_ones_is_deployed(generated: tuple[int, dict]) -> None:
     _, doc = generated
-    assert set(doc["services"]) == set(COMPOSE["services"]) - {"prometheus"}
+    assert set(doc["services"]) == set(COMPOSE["services"]) - {"prometheus", "rabbitmq"}
     assert set(doc["services"]) == {*roles.NAMES, "redis"}
 
 
