@@ -42,9 +42,11 @@ def test_quick_bench_runs_every_case(tmp_path: Path) -> None:
             for variant in res["variants"].values():
                 assert len(variant["samples"]) == 1, (case["id"], variant["label"])
                 assert variant["summary"][spec.metrics[0]]["median"] > 0, (case["id"], variant["label"])
-            # --quick runs every party as a thread: no CPU time of its own, so CPU goals get no ratio there.
-            goals = [g for g in spec.goals if g.factor is not None and g.metric != "cpu_us"]
+            # --quick runs every party as a thread: a CPU goal gets a ratio only where CPU time was measured.
+            goals = [g for g in spec.goals if g.factor is not None]
+            needed = [g for g in goals if g.metric != "cpu_us"]
             verdicts = [r["verdict"] for r in res["ratios"] if r["goal"]]
-            assert len(verdicts) == len(goals) and set(verdicts) <= {"PASS", "SHORT"}, case["id"]
+            assert len(needed) <= len(verdicts) <= len(goals), case["id"]
+            assert set(verdicts) <= {"PASS", "SHORT"}, case["id"]
     assert (tmp_path / "rates.png").stat().st_size > 0
     assert (tmp_path / "ratios.png").stat().st_size > 0
