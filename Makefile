@@ -61,11 +61,11 @@ lint: venv ## ruff check + ruff format --check
 # The wheelhouse step runs `pip download` with the venv's pip: $(PYTHON) may have no pip at all.
 image: install ## build the node image offline (base image by debootstrap, wheelhouse, mpc-node:latest), mpc-prometheus:latest and mpc-swarm-node:latest
 	PYTHON=$(abspath $(PY)) bash scripts/build-image.sh
-	bash scripts/build-prometheus-image.sh
+	bash scripts/build-service-image.sh prometheus
 	bash scripts/build-swarm-node-image.sh
 
 up: image $(if $(filter curve,$(SECURITY)),keys) ## build the image, start the compose cluster, wait healthy, print where to look [PROMETHEUS=1] [RABBITMQ=1] [SECURITY=curve]
-	$(if $(filter-out 0,$(RABBITMQ)),bash scripts/build-rabbitmq-image.sh)
+	$(if $(filter-out 0,$(RABBITMQ)),bash scripts/build-service-image.sh rabbitmq)
 	$(PY) -m ops.cluster up $(SCALE_FLAGS) $(if $(filter-out 0,$(PROMETHEUS)),--prometheus) $(if $(filter-out 0,$(RABBITMQ)),--rabbitmq)
 
 keys: venv ## SECURITY=curve: CURVE keypairs, the ZAP allow-list and Redis ACL users in build/keys (once; --force anew)

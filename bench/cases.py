@@ -286,16 +286,20 @@ def _event_frame_size() -> int:
 class NodePipeline:
     """ventilator (a process per run) -> ``workers`` pipeworker nodes -> sink node (timed by its host)."""
 
-    def __init__(self, env: Env, key: str, workers: int, task_ms: float, lab: str | None = None) -> None:
+    def __init__(
+        self, env: Env, key: str, workers: int, task_ms: float, lab: str | None = None, tasks: dict | None = None
+    ) -> None:
         la = self.la = env.launcher
         self.env, self.key, self.workers, self.task_ms, self.lab = env, key, workers, task_ms, lab
+        #: Settings of the task transport, given to the ventilator and the pipeworkers (BACKEND=rabbitmq ...).
+        self.tasks = tasks or {}
         self.vent, sink_end = tcp(), tcp()
         self.sink_end = sink_end
         spec: dict[str, Any] = {"node": "sink", "env": {"SINK_BIND": sink_end}}
         if env.lab("sink", lab):
             spec["lab"] = lab
         self.sink = la.host(f"sink-{key}", spec)
-        pw_env = {"VENT_ENDPOINT": self.vent, "SINK_ENDPOINT": sink_end}
+        pw_env = {"VENT_ENDPOINT": self.vent, "SINK_ENDPOINT": sink_end, **self.tasks}
         for i in range(workers):
             la.node("pipeworker", f"pw-{key}-{i}", pw_env, lab=env.lab("pipeworker", lab))
 
@@ -317,6 +321,7 @@ class NodePipeline:
             "MIN_PIPEWORKERS": str(self.workers),
             "WAIT_TIMEOUT": "30",
             "PAYLOAD_BYTES": str(pad),
+            **self.tasks,
         }
         lab = self.env.lab("ventilator", self.lab)
 
@@ -682,6 +687,79 @@ def peers(env: Env) -> Iterator[list[Variant]]:
         redis.stop()
 
 
+# --- 7. RabbitMQ beside Redis and PUSH/PULL (issue 14) -------------------------------------------------
+
+
+@contextmanager
+def rabbitmq_server(env: Env) -> Iterator[Any]:
+    """A private rabbitmq-server (ops.rabbit: free ports, own epmd, stopped by pid) for one case."""
+    from ops.rabbit import RabbitServer, rabbit_missing
+
+    missing = rabbit_missing()
+    if missing:
+        raise BenchError(missing)
+    workdir = env.launcher.logdir / f"rabbitmq-{env.run_id()}"
+    workdir.mkdir(parents=True)
+    server = RabbitServer(workdir).start()
+    try:
+        yield server
+    finally:
+        env.launcher.stop_all()  # its clients before the server
+        server.stop()
+
+
+@contextmanager
+def rabbitmq_pipeline(env: Env) -> Iterator[list[Variant]]:
+    """The same pipeline nodes with their tasks over PUSH/PULL or a durable RabbitMQ queue (acks, confirms)."""
+    with rabbitmq_server(env) as rabbit:
+        amqp = {"BACKEND": "rabbitmq", "AMQP_URL": rabbit.url, "TASK_QUEUE": f"bench.{env.run_id()}"}
+        zmq_pipe, amqp_pipe = NodePipeline(env, "rzmq", 1, 0.0), NodePipeline(env, "ramqp", 1, 0.0, tasks=amqp)
+        own = _task_frame_size()
+
+        def measure(pipe: NodePipeline) -> Callable[[int | None], dict[str, float]]:
+            return lambda p: pipe.measure(env.n(0.1 if p is None else 0.05), pad_for(p, own))
+
+        yield [
+            Variant("pushpull", "tasks over PUSH/PULL", measure(zmq_pipe)),
+            Variant("rabbitmq", "tasks over a durable RabbitMQ queue", measure(amqp_pipe)),
+        ]
+
+
+@contextmanager
+def rabbitmq_pubsub(env: Env) -> Iterator[list[Variant]]:
+    """publisher node -> 1 subscriber node, through Redis PUBLISH/SUBSCRIBE or a RabbitMQ topic exchange."""
+    redis = redis_server(env.launcher.logdir)
+    la = env.launcher
+    try:
+        with rabbitmq_server(env) as rabbit:
+            backends = {
+                "redis": ("through Redis", {"REDIS_URL": redis.url, "REDIS_PASSWORD": redis.password}),
+                "rabbitmq": ("through RabbitMQ", {"BACKEND": "rabbitmq", "AMQP_URL": rabbit.url}),
+            }
+            variants = []
+            for key, (label, conn) in backends.items():
+                topics = topics_for(f"r{key}")
+                sub = la.host(f"sub-{key}", {"node": "subscriber", "env": {**conn, "TOPICS": ",".join(topics)}})
+
+                def measure(payload: int | None, key: str = key, conn: dict = conn, topics: list = topics, sub=sub):
+                    n = env.n(0.1 if payload is None else 0.05)
+                    penv = {**conn, "MESSAGES": str(n), "TOPICS": ",".join(topics), "MIN_SUBSCRIBERS": "1"}
+                    penv["PAYLOAD_BYTES"] = str(pad_for(payload, _event_frame_size()))
+
+                    def start() -> Any:
+                        return la.node("publisher", f"publisher-{key}", penv, oneshot=True)
+
+                    result = one_shot_run(la, sub, n, env.timeout(n, 200.0), start, f"publisher ({key})")
+                    check_clean(result, f"sub-{key}", "gaps", "duplicates", "out_of_order", "unexpected")
+                    rate = delivery_rate(result, n, f"sub-{key}")
+                    return with_cpu({"msgs_per_s": rate, "count": n}, cpu_per_msg(result))
+
+                variants.append(Variant(key, label, measure))
+            yield variants
+    finally:
+        redis.stop()
+
+
 # --- the list ---------------------------------------------------------------------------------------
 
 T, P50, P99, CPU = "msgs_per_s", "p50_us", "p99_us", "cpu_us"
@@ -786,5 +864,26 @@ CASES = [
             Goal("project1", "dramatiq1", P50, "<=", 0.1),
             Goal("project1", "rq1", P50, "<=", 0.1),
         ],
+    ),
+    Case(
+        "rabbitmq-pipeline",
+        "7a. Pipeline tasks over RabbitMQ vs PUSH/PULL (tasks/s at the sink)",
+        "ventilator (a process per batch) -> 1 pipeworker -> sink; tasks over PUSH/PULL, or a durable"
+        " RabbitMQ queue (persistent tasks, publisher confirms, acks after the result, PREFETCH 10);"
+        " own private rabbitmq-server",
+        [T, CPU],
+        rabbitmq_pipeline,
+        payloads=(None, 4096),
+        goals=[Goal("rabbitmq", "pushpull", T), Goal("rabbitmq", "pushpull", CPU)],
+    ),
+    Case(
+        "rabbitmq-pubsub",
+        "7b. Pub/sub through RabbitMQ vs Redis (msgs/s at one subscriber)",
+        "publisher node (a process per run, a confirm or round trip per message) -> Redis PUBLISH or a"
+        " RabbitMQ topic exchange -> 1 subscriber node; own private servers",
+        [T, CPU],
+        rabbitmq_pubsub,
+        payloads=(None, 4096),
+        goals=[Goal("rabbitmq", "redis", T), Goal("rabbitmq", "redis", CPU)],
     ),
 ]

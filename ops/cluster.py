@@ -45,10 +45,10 @@ DEFAULT_SCALE = {"worker": 3, "pipeworker": 3, "subscriber": 2, "client": 2}
 SCALE_OPTIONS = {"workers": "worker", "pipe_workers": "pipeworker", "subscribers": "subscriber"}
 #: The one-shot batch senders ``demo`` reruns, and the long-running services it needs (from the registry).
 BATCH_SERVICES = roles.one_shot()
-#: The optional Prometheus: its compose profile and image (scripts/build-prometheus-image.sh).
+#: The optional Prometheus: its compose profile and image (scripts/build-service-image.sh prometheus).
 PROMETHEUS_PROFILE = "prometheus"
 PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "mpc-prometheus:latest")
-#: The optional RabbitMQ (scripts/build-rabbitmq-image.sh): pub/sub and the pipeline then go through it.
+#: The optional RabbitMQ (scripts/build-service-image.sh rabbitmq): pub/sub and the pipeline then go through it.
 RABBITMQ_PROFILE = "rabbitmq"
 RABBITMQ_IMAGE = os.environ.get("RABBITMQ_IMAGE", "mpc-rabbitmq:latest")
 #: The dashboard only watches: a demo runs without it.
@@ -220,7 +220,8 @@ def echo_endpoints(project: Project) -> dict[str, str]:
 def cmd_down(args: argparse.Namespace, project: Project) -> int:
     t0 = time.monotonic()
     n = len(project.containers())
-    project.env["COMPOSE_PROFILES"] = PROMETHEUS_PROFILE  # so that down removes the optional Prometheus too
+    # every optional profile, so that down removes the optional Prometheus and RabbitMQ too
+    project.env["COMPOSE_PROFILES"] = f"{PROMETHEUS_PROFILE},{RABBITMQ_PROFILE}"
     project.down()
     say(f"project {project.name}: removed {n} containers, its networks and volumes in {elapsed(t0)}")
     return 0
@@ -419,7 +420,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
         say(f"[red]project {project.name} is missing {', '.join(missing)}[/]: start it with make up")
         return 1
     env = demo_env(args, batch, running)
-    if follow_rabbitmq(project):
+    rabbit = follow_rabbitmq(project)
+    if rabbit:
         say(
             "[bold]RabbitMQ[/] (make up RABBITMQ=1): pub/sub through a topic exchange,"
             " the pipeline's tasks through a durable queue"
@@ -428,7 +430,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     say(
         f"  {clients} clients x {args.requests} requests -> {running['worker']} workers;"
         f" {args.tasks} tasks -> {running['pipeworker']} pipeworkers;"
-        f" {args.messages} events each -> {running['subscriber']} Redis subscribers, {running['zsub']} zsub(s)"
+        f" {args.messages} events each -> {running['subscriber']} {broker_name(rabbit)} subscribers,"
+        f" {running['zsub']} zsub(s)"
     )
     # Stop the batches still running (make up's slow ones) first, so the counts below are this demo's only.
     project.compose("rm", "-s", "-f", *BATCH_SERVICES, capture=True)
@@ -447,7 +450,7 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
             settle(functools.partial(caught_up, url, before.get(label), published), 10, f"{label} to catch up")
     after = snapshot(targets)
     names = {doc.get("node"): label for label, doc in after.items()}
-    lost = report(after, before, targets, names, batch)
+    lost = report(after, before, targets, names, batch, rabbit)
     say(f"[{'green' if lost == 0 else 'red'}]lost: {lost}[/] (demo took {elapsed(t0)}; make status for the table)")
     return 0 if lost == 0 else 1
 
@@ -458,8 +461,13 @@ def report(
     targets: list[tuple[str, str]],
     names: dict[str, str],
     batch: str,
+    rabbit: bool = False,
 ) -> int:
-    """Print one summary block per pattern; returns how many messages were lost overall."""
+    """Print one summary block per pattern; returns how many messages were lost overall.
+
+    ``rabbit``: pub/sub and the pipeline's tasks went through RabbitMQ (make up RABBITMQ=1), so the lines
+    say so, and the pipeline's shows what the broker redelivered (a lost pipeworker's unacknowledged tasks).
+    """
     lost = 0
     # request-reply: the clients are fresh containers, so their own counts are exactly this batch
     clients = [after[label] for label, _ in by_service(targets, "client")]
@@ -474,13 +482,21 @@ def report(
     # pipeline: the sink's ledger of this batch
     ledger = after[by_service(targets, "sink")[0][0]]["batches"].get(batch) or {}
     lost += ledger.get("missing") or 0
+    redelivered = ""
+    if rabbit:
+        n = sum(
+            counter_delta(before.get(label), after[label], "redelivered")
+            for label, _ in by_service(targets, "pipeworker")
+        )
+        redelivered = f"  redelivered by RabbitMQ {n}"
     say(
-        f"[bold]pipeline[/]        size {ledger.get('size')}  distinct {ledger.get('distinct')}  "
-        f"missing {ledger.get('missing')}  duplicates {ledger.get('duplicates')}"
+        f"[bold]{'pipeline (AMQP)' if rabbit else 'pipeline':<15}[/] size {ledger.get('size')}  "
+        f"distinct {ledger.get('distinct')}  missing {ledger.get('missing')}  duplicates {ledger.get('duplicates')}"
+        + redelivered
     )
     say(f"  results by pipeworker: {shares(ledger.get('by_worker') or {}, names)}")
     # pub/sub, both transports: what each subscriber got since the batch started
-    for title, (pub_svc, sub_svc) in zip(("Redis pub/sub", "ZeroMQ pub/sub"), PUBSUB, strict=True):
+    for title, (pub_svc, sub_svc) in zip((f"{broker_name(rabbit)} pub/sub", "ZeroMQ pub/sub"), PUBSUB, strict=True):
         published = (after[by_service(targets, pub_svc)[0][0]].get("labelled") or {}).get("published_by_topic") or {}
         per_topic = " ".join(f"{t} {n}" for t, n in sorted(published.items()))
         say(f"[bold]{title:<15}[/] published {sum(published.values())} ({per_topic})")
@@ -496,6 +512,11 @@ def report(
                 + f"  gaps+dups+reordered+unexpected {anomalies}"
             )
     return lost + report_echo(after, targets)
+
+
+def broker_name(rabbit: bool) -> str:
+    """What the publisher and subscribers go through: Redis, or RabbitMQ with make up RABBITMQ=1."""
+    return "RabbitMQ" if rabbit else "Redis"
 
 
 COUNTS = ("sent", "replied", "failed", "retried")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch Debian packages - and whatever the base image lacks for them - as .deb files into DIR, with apt-get
 # in a throwaway container of the base image (which reaches the Debian mirror, like debootstrap did), so an
-# image can install them in a `docker build --network none`. Used by build-prometheus-image.sh and
+# image can install them in a `docker build --network none`. Used by build-service-image.sh and
 # build-swarm-node-image.sh. Cached: fetched again only when the base image, KEY (the caller's own inputs,
 # e.g. its script's text) or the package list changes.
 #   scripts/fetch-debs.sh DIR KEY PACKAGE...      (DIR relative to the repository root)
