@@ -20,7 +20,7 @@ How it works, in four parts:
   killed node restarts with fresh counters, so its earlier counts would otherwise vanish), noting when a
   subscriber's gap counter or the publisher's failure counter grew. The load driver reruns the
   ventilator with a new ``BATCH_ID`` each time a batch finishes; clients and publishers are sized to
-  span the whole run (REQUESTS/MESSAGES = RATE x duration x LOAD_SLACK, started once the rest is healthy).
+  span the whole run (REQUESTS/MESSAGES = RATE x load_seconds(duration), started once the rest is healthy).
 * the report (:func:`assess_requests`, :func:`assess_pipeline`, :func:`assess_pubsub`) - pure functions
   of status documents and the fault list, so the verdict is unit-tested on sample documents.
 
@@ -93,9 +93,13 @@ CLUSTER = ("broker", "worker", "sink", "ventilator", "pipeworker", "redis", "sub
 #: ... and the one-shot senders, started only then, at t+0: a start-up that took 20-45 s on a busy machine
 #: used to eat that much of their batch, and the last faults fell after the load had ended.
 SENDERS = ("client", "publisher", "zpub")
-#: Senders are sized for the fault window times this: faults drift (a pipeline fault waits for a batch in
-#: flight; docker is slow on a loaded machine), and a fault after the load has ended tests nothing.
-LOAD_SLACK = 1.25
+#: Senders are sized for the fault window plus LOAD_SLACK of it, at most LOAD_SLACK_MAX_S: faults drift (a
+#: pipeline fault waits for a batch in flight; docker is slow on a loaded machine), and a fault after the
+#: load has ended tests nothing. Bounded in seconds, so that the senders (paced by RATE) finish inside the
+#: drain (DRAIN_TIMEOUT_S) however long the run: the first 10-minute soak sized them x 1.25 (750 s of load),
+#: and its clients and publishers, fine at 0 failed, were reported unfinished at t+720 s.
+LOAD_SLACK = 0.25
+LOAD_SLACK_MAX_S = 45.0
 CLIENT_RATE = 20  # requests/s per client
 PUB_RATE = 20  # events/s per publisher (Redis and ZeroMQ)
 TASKS = 1000  # tasks per pipeline batch
@@ -151,6 +155,11 @@ def _rounds(items: Sequence[str], rng: random.Random) -> Callable[[], str]:
         return pool.pop()
 
     return draw
+
+
+def load_seconds(duration: float) -> float:
+    """How long the senders' batches last at their RATE: the fault window and a bounded slack (LOAD_SLACK)."""
+    return duration + min(duration * LOAD_SLACK, LOAD_SLACK_MAX_S)
 
 
 def plan(duration: float, seed: int, interval: float = INTERVAL_S) -> list[PlannedFault]:
@@ -843,8 +852,8 @@ class Chaos:
         env = {
             **LOAD_ENV,
             **ports,
-            "REQUESTS": str(int(CLIENT_RATE * duration * LOAD_SLACK)),
-            "MESSAGES": str(int(PUB_RATE * duration * LOAD_SLACK)),
+            "REQUESTS": str(int(CLIENT_RATE * load_seconds(duration))),
+            "MESSAGES": str(int(PUB_RATE * load_seconds(duration))),
             "BATCH_ID": LoadDriver.batch_id(1),
         }
         self.project = Project(project_name, env=env)

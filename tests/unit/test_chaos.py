@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ops import chaos
-from ops.chaos import BatchRun, Fault, Growth, Observer
+from ops.chaos import DRAIN_TIMEOUT_S, BatchRun, Fault, Growth, Observer, load_seconds
 
 # --- the schedule ----------------------------------------------------------------------------------------
 
@@ -245,3 +245,12 @@ def test_a_fault_docker_refuses_once_is_tried_again_and_a_second_refusal_is_repo
     assert chaos.FaultInjector._inject_or_refused(once, "pause", None, {}) == ""  # type: ignore[arg-type]
     assert "unable to freeze" in chaos.FaultInjector._inject_or_refused(always, "pause", None, {})  # type: ignore[arg-type]
     assert (once.calls, always.calls) == (2, 2)
+
+
+def test_senders_are_sized_to_finish_inside_the_drain_however_long_the_run() -> None:
+    """The senders' batches outlast the fault window (drifting faults still find load) by a slack that
+    stays well inside the drain: the first soak sized them x 1.25 and reported them unfinished."""
+    assert load_seconds(60) == 75
+    for duration in (60, 600, 3600):
+        extra = load_seconds(duration) - duration
+        assert 0 < extra <= DRAIN_TIMEOUT_S / 2
