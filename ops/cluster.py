@@ -248,10 +248,18 @@ def cmd_status(args: argparse.Namespace, project: Project) -> int:
     return 0 if show_status(project) else 1
 
 
-def cmd_scale(args: argparse.Namespace, project: Project) -> int:
+def scale_request(args: argparse.Namespace) -> dict[str, int]:
+    """``{service: replicas}`` that --workers/--pipe-workers/--subscribers ask for (ops.cluster and ops.swarm
+    scale); empty after saying so when none was given."""
     scale = {svc: getattr(args, opt) for opt, svc in SCALE_OPTIONS.items() if getattr(args, opt) is not None}
     if not scale:
         say("[red]nothing to scale[/]: give --workers N, --pipe-workers N and/or --subscribers N")
+    return scale
+
+
+def cmd_scale(args: argparse.Namespace, project: Project) -> int:
+    scale = scale_request(args)
+    if not scale:
         return 2
     t0 = time.monotonic()
     follow_rabbitmq(project)
@@ -351,6 +359,7 @@ def wait_batches(
     batch: str,
     timeout: float,
     fetch: Callable[[list[tuple[str, str]]], dict[str, dict[str, Any]]] = snapshot,
+    titles: Mapping[str, str] = PROGRESS_TITLES,
 ) -> None:
     """Wait until every batch sender is done (state "done"), with one rich progress bar a pattern.
 
@@ -364,7 +373,7 @@ def wait_batches(
     deadline = time.monotonic() + timeout
     columns = (TextColumn("  {task.description:<15}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        bars = {svc: progress.add_task(PROGRESS_TITLES.get(svc, svc), total=totals.get(svc)) for svc in senders}
+        bars = {svc: progress.add_task(titles.get(svc, svc), total=totals.get(svc)) for svc in senders}
         while True:
             docs = fetch([t for svc in senders for t in senders[svc]] + sinks[:1])
             sink = docs.get(sinks[0][0]) if sinks else None
@@ -441,7 +450,8 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     targets = project.targets()
     totals = {"client": clients * args.requests, "ventilator": args.tasks, "publisher": args.messages}
     echo = dict.fromkeys(ECHO_CLIENTS, args.requests)
-    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout)
+    titles = {**PROGRESS_TITLES, "publisher": f"{broker_name(rabbit)} pub/sub"}
+    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout, titles=titles)
     settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])

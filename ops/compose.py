@@ -63,15 +63,21 @@ def compose_tool() -> tuple[str, ...]:
     raise ComposeError("neither `docker compose` nor `docker-compose` is installed (or set COMPOSE)")
 
 
+def pinged_client(base_url: str | None = None, timeout: float = 60) -> docker.DockerClient:
+    """A client of the engine at ``base_url`` (None: DOCKER_HOST or the default socket) that answered a ping;
+    raises docker's DockerException when it cannot be reached (each caller says which engine, in its terms)."""
+    client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+    client.ping()
+    return client
+
+
 @cache
 def docker_client() -> docker.DockerClient:
     """The engine, or a ComposeError saying why it cannot be used."""
     try:
-        client = docker.from_env(timeout=60)
-        client.ping()
+        return pinged_client()
     except docker.errors.DockerException as exc:
         raise ComposeError(f"the docker engine is not usable: {exc}") from None
-    return client
 
 
 def image_exists(image: str = IMAGE) -> bool:

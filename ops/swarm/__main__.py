@@ -19,7 +19,7 @@ import docker.errors
 
 from ops import cluster as compose_ops
 from ops import table
-from ops.cluster import BATCH_SERVICES, DEFAULT_SCALE, PUBSUB, SCALE_OPTIONS, by_service, say
+from ops.cluster import BATCH_SERVICES, DEFAULT_SCALE, PUBSUB, by_service, say
 from ops.compose import ComposeError
 from ops.swarm.cluster import DEFAULT_STACK, SwarmCluster
 from ops.swarm.engine import SwarmError
@@ -73,9 +73,8 @@ def cmd_status(args: argparse.Namespace, swarm: SwarmCluster) -> int:
 
 
 def cmd_scale(args: argparse.Namespace, swarm: SwarmCluster) -> int:
-    replicas = {svc: getattr(args, opt) for opt, svc in SCALE_OPTIONS.items() if getattr(args, opt) is not None}
+    replicas = compose_ops.scale_request(args)
     if not replicas:
-        say("[red]nothing to scale[/]: give --workers N, --pipe-workers N and/or --subscribers N")
         return 2
     t0 = time.monotonic()
     before = swarm.counts()

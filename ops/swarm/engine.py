@@ -23,6 +23,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from ops.compose import pinged_client
 from ops.wait import TimedOut, until
 
 #: Labels on a swarm ops.swarm initialised: the stack that did it, and whether docker_gwbridge was there before.
@@ -54,14 +55,9 @@ class Engine:
     @cached_property
     def client(self) -> docker.DockerClient:
         try:
-            if self.socket:
-                client = docker.DockerClient(base_url=f"unix://{self.socket}", timeout=120)
-            else:
-                client = docker.from_env(timeout=120)
-            client.ping()
+            return pinged_client(f"unix://{self.socket}" if self.socket else None, timeout=120)
         except docker.errors.DockerException as exc:
             raise SwarmError(f"docker engine {self.name} is not usable: {exc}") from None
-        return client
 
     def cli(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, stdin: Any = None) -> str:
         """Run ``docker ARGS`` against this engine; its stdout, or a SwarmError quoting stderr."""
