@@ -28,8 +28,9 @@ unannounced or complete batch goes, or the result is dropped. Every limit hit is
 ventilator re-sends whatever was dropped, as missing.
 
 Anything else is rejected and counted, and the sink keeps serving: frames that are not one
-envelope, kinds other than ``batch``/``result``, bodies with missing or mistyped fields, and result
-numbers outside ``[0, size)`` once the size is known.
+envelope, kinds other than ``batch``/``result``/``results``, bodies with missing or mistyped fields, and result
+numbers outside ``[0, size)`` once the size is known (in a ``results`` frame each such number is one
+reject, and the frame's other numbers are counted).
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ from nodes.core.lifecycle import POLL_MS, Node, send_nowait
 from nodes.core.log import event, worth_logging
 from nodes.pipeline import protocol
 from nodes.pipeline.journal import Journal
-from nodes.pipeline.ledger import COUNTED, DROPPED, DUPLICATE, MAX_WORKERS, OTHER, OUT_OF_RANGE, BatchLedger, Ledger
+from nodes.pipeline.ledger import MAX_WORKERS, OTHER, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
 
 STATE_OFF = "off"
+#: What the results endpoint (PULL) takes.
+PULL_KINDS = frozenset({protocol.RESULT, protocol.RESULTS, protocol.BATCH})
 
 
 def state_dir_of(settings: Any) -> Path | None:
@@ -145,42 +148,60 @@ class Sink(Node):
     # --- results and plain announcements (PULL) ------------------------------------------------------
 
     def handle(self, frames: list[bytes]) -> None:
-        env = self.decode_one(frames, self.source, (protocol.RESULT, protocol.BATCH))
+        env = self.decode_one(frames, self.source, PULL_KINDS)
         if env is None:
             return
-        if env.kind == protocol.RESULT:
-            self.on_result(env)
+        kind = env.kind
+        if kind == protocol.RESULTS:
+            got = self.parse_body(env, protocol.results_of, "results", self.source)
+            if got is not None:
+                self.on_results(env.id, *got)
+        elif kind == protocol.RESULT:
+            result = self.parse_body(env, protocol.result_of, "result", self.source)
+            if result is not None:
+                batch, n, worker = result
+                self.on_results(env.id, batch, [n], worker)
         else:
             self.on_announcement(env)
 
-    def on_result(self, env: wire.Envelope) -> None:
-        result = self.parse_body(env, protocol.result_of, "result", self.source)
-        if result is None:
-            return
-        batch, n, worker = result
-        known = batch in self.ledger.batches
+    def on_results(self, msg_id: str, batch: str, ns: list[int], worker: str) -> None:
+        """Count the results of one frame (a ``result``: one number; a ``results``: up to MAX_RESULTS) of one batch.
+
+        Each number is counted exactly as a single ``result`` of it would be (ledger, counters, journal); a
+        number outside ``[0, size)`` is rejected on its own (a counted reject each), the others still count.
+        """
+        batches = self.ledger.batches
+        before = batches.get(batch)
+        known = before is not None
+        was_complete = known and before.complete  # only a newly counted number can complete the batch
         now = time.time()
-        ledger, verdict = self.ledger.record(batch, n, worker, env.id, now)
-        if not known or ledger is None or verdict == DROPPED:  # only then can a limit counter have moved
+        ledger, kept, out, duplicates = self.ledger.record_many(batch, ns, worker, msg_id, now)
+        dropped = len(ns) - len(kept) - len(out)
+        if not known or dropped:  # only then can a limit counter have moved
             self.ledger_changed()
-        if ledger is None or verdict == DROPPED:
+        if dropped:
             self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
+        if ledger is None:
             return
-        if not known:
+        if not known and (kept or out):
             self.stats.incr("batches_unannounced")
-        was_complete = verdict != COUNTED  # only a newly counted number can complete the batch
-        if verdict == OUT_OF_RANGE:
-            self.reject(f"result {env.id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
-            return
-        if self.journal is not None:
-            self.journal.result(batch, n, worker, env.id, now)
-        self.stats.incr("results")
-        by_worker = self.stats.labelled.get("results_by_worker") or {}
-        self.stats.incr_label(
-            "results_by_worker", worker if worker in by_worker or len(by_worker) < MAX_WORKERS else OTHER
-        )
-        if verdict == DUPLICATE:
-            self.stats.incr("duplicates")
+        for n in out:
+            self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
+        if kept:
+            k = len(kept)
+            if self.journal is not None:
+                self.journal.results(batch, kept, worker, msg_id, now)
+            stats = self.stats
+            counters = stats.counters
+            counters["results"] = counters.get("results", 0) + k
+            by_worker = stats.labelled.get("results_by_worker")
+            if by_worker is None:
+                by_worker = stats.labelled["results_by_worker"] = {}
+            if worker not in by_worker and len(by_worker) >= MAX_WORKERS:
+                worker = OTHER
+            by_worker[worker] = by_worker.get(worker, 0) + k
+            if duplicates:
+                counters["duplicates"] = counters.get("duplicates", 0) + duplicates
         self.settled(ledger, was_complete)
 
     def on_announcement(self, env: wire.Envelope) -> None:
