@@ -1,7 +1,7 @@
 """Pipeworker: pulls tasks, does their work, pushes results (zguide "Divide and Conquer").
 
 Connects PULL to VENT_ENDPOINT   tasks from the ventilator (which binds: workers come and go).
-Connects PUSH to SINK_ENDPOINT   the results: those of one wake-up of one batch in one ``results`` frame,
+Connects PUSH to SINK_ENDPOINT   the results: those of one batch finished within FLUSH_S in one ``results`` frame,
                                  body {"batch", "ns": [n, ...], "worker"} (at most protocol.MAX_RESULTS numbers);
                                  a single ``result`` {"batch", "n", "worker"} for an AMQP task (acknowledged one
                                  by one) and for the tasks finished while stopping.
@@ -26,7 +26,7 @@ what it lost.
 
 On SIGTERM the worker stops *taking* tasks first, then finishes what it holds:
 
-1. it finishes the task in hand and pushes its result (with a short grace if the sink is slow);
+1. it finishes the task in hand and pushes the results in hand (with a short grace if the sink is slow);
 2. it reads the tasks already queued in this process (at most ``protocol.TASK_QUEUE``, no waiting) and
    closes its PULL socket at once (LINGER 0): the connection drops, so the ventilator's PUSH stops
    dealing to it. Tasks still in flight in the kernel buffers go with the socket; the ventilator's
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,12 @@ def busy_work(ms: float, beat: Callable[[], None]) -> None:
 
 
 class Pipeworker(Node):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Finished tasks whose results are not pushed yet, and when the first of them was finished.
+        self._done: list[Done] = []
+        self._since = 0.0
+
     def summary(self) -> str:
         c = self.stats.counters
         return f"tasks {c['received']}, results {c['sent']}, rejected {c['rejected']}"
@@ -85,8 +92,14 @@ class Pipeworker(Node):
         # wait unread behind the tasks and a 3 s timeout dropped a busy connection with the tasks queued in it.
         results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
-            if tasks.poll(POLL_MS):
+            wait = POLL_MS
+            if self._done:  # results in hand: wake up when the oldest is due, more tasks or not
+                wait = max(0, math.ceil((self._since + FLUSH_S - time.monotonic()) * 1000))
+            if tasks.poll(wait):
                 self.work_through(tasks, results)
+            if self._done and time.monotonic() - self._since >= FLUSH_S:
+                self.flush(results)
+        self.flush(results)
         self.stop_taking(tasks, results)
         return 0
 
@@ -116,31 +129,36 @@ class Pipeworker(Node):
             channel.basic_nack(method.delivery_tag, requeue=True)  # no result at the sink: let another try
 
     def work_through(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
-        """Do the tasks one wake-up found (no poll a task); push their results together, at least every FLUSH_S.
+        """Do the tasks one wake-up found (no poll a task); their results are pushed together, FLUSH_S after the first.
 
         Why together: a send into an idle PUSH socket wakes libzmq's I/O thread, one wake-up a result, and
         results sent back to back share one (``make bench``: pipeworker 24 -> 14 CPU us a task, the sink
         20 -> 9, as it gets them in batches too). And the results of one batch go in one ``results`` frame
         (:meth:`push_all`): one encode, one send here and one decode, one journal record at the sink for up
-        to protocol.MAX_RESULTS tasks. A result waits at most FLUSH_S (or its own task's work) here. A stop
-        ends the drain at once: the results in hand are pushed, the tasks not read stay queued for
-        :meth:`stop_taking`.
+        to protocol.MAX_RESULTS tasks. The results in hand carry over to the next wake-up (:meth:`serve` wakes
+        up for them when they are due): with tasks that arrive one a wake-up (4 KiB tasks fill the small
+        socket buffer one by one) a frame still carries FLUSH_S worth of results, not one. A result waits at
+        most FLUSH_S (or its own task's work) here. A stop ends the drain at once; the results in hand are
+        pushed, the tasks not read stay queued for :meth:`stop_taking`.
         """
-        done: list[Done] = []
-        since = 0.0
+        done = self._done
         clock = time.monotonic
         for frames in self.drain(tasks):
             finished = self.do_task(frames)
             if finished is not None:
                 if not done:
-                    since = clock()
+                    self._since = clock()
                 done.append(finished)
-                if clock() - since >= FLUSH_S:
-                    self.push_all(results, done)
-                    done = []
+                if clock() - self._since >= FLUSH_S:
+                    self.flush(results)
+                    done = self._done
             if self.stop.is_set():
                 break
-        if done:
+
+    def flush(self, results: zmq.Socket) -> None:
+        """Push the results in hand."""
+        if self._done:
+            done, self._done = self._done, []
             self.push_all(results, done)
 
     def do_task(self, frames: list[bytes]) -> Done | None:

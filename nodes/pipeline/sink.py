@@ -48,7 +48,7 @@ from nodes.core.lifecycle import POLL_MS, Node, send_nowait
 from nodes.core.log import event, worth_logging
 from nodes.pipeline import protocol
 from nodes.pipeline.journal import Journal
-from nodes.pipeline.ledger import MAX_WORKERS, OTHER, BatchLedger, Ledger
+from nodes.pipeline.ledger import COUNTED, DROPPED, DUPLICATE, MAX_WORKERS, OTHER, OUT_OF_RANGE, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -148,32 +148,55 @@ class Sink(Node):
     # --- results and plain announcements (PULL) ------------------------------------------------------
 
     def handle(self, frames: list[bytes]) -> None:
-        env = self.decode_one(frames, self.source, PULL_KINDS)
-        if env is None:
-            return
+        env = None
+        if len(frames) == 1:  # the common case without decode_one's layers; anything else is rejected there
+            try:
+                env = wire.decode(frames[0], self.max_size)
+            except wire.WireError:
+                env = None
+        if env is None or env.kind not in PULL_KINDS:
+            env = self.decode_one(frames, self.source, PULL_KINDS)
+            if env is None:
+                return
         kind = env.kind
-        if kind == protocol.RESULTS:
-            got = self.parse_body(env, protocol.results_of, "results", self.source)
-            if got is not None:
-                self.on_results(env.id, *got)
-        elif kind == protocol.RESULT:
-            result = self.parse_body(env, protocol.result_of, "result", self.source)
-            if result is not None:
-                batch, n, worker = result
-                self.on_results(env.id, batch, [n], worker)
-        else:
-            self.on_announcement(env)
+        try:
+            if kind == protocol.RESULTS:
+                self.on_results(env.id, *protocol.results_of(env.body))
+            elif kind == protocol.RESULT:
+                self.on_result(env.id, *protocol.result_of(env.body))
+            else:
+                self.on_announcement(env)
+        except ValueError as exc:  # raised by the parsers only: the handlers count, they do not raise
+            self.reject(f"bad {kind} {env.id}: {exc}", self.source)
+
+    def on_result(self, msg_id: str, batch: str, n: int, worker: str) -> None:
+        """Count one ``result``."""
+        known = batch in self.ledger.batches
+        now = time.time()
+        ledger, verdict = self.ledger.record(batch, n, worker, msg_id, now)
+        if not known or ledger is None or verdict == DROPPED:  # only then can a limit counter have moved
+            self.ledger_changed()
+        if ledger is None or verdict == DROPPED:
+            self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
+            return
+        if not known:
+            self.stats.incr("batches_unannounced")
+        if verdict == OUT_OF_RANGE:
+            self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
+            return
+        if self.journal is not None:
+            self.journal.result(batch, n, worker, msg_id, now)
+        self.counted(worker, 1, verdict == DUPLICATE)
+        self.settled(ledger, verdict != COUNTED)  # only a newly counted number can complete the batch
 
     def on_results(self, msg_id: str, batch: str, ns: list[int], worker: str) -> None:
-        """Count the results of one frame (a ``result``: one number; a ``results``: up to MAX_RESULTS) of one batch.
+        """Count the results of one ``results`` frame: each number exactly as a single ``result`` of it.
 
-        Each number is counted exactly as a single ``result`` of it would be (ledger, counters, journal); a
-        number outside ``[0, size)`` is rejected on its own (a counted reject each), the others still count.
+        A number outside ``[0, size)`` is rejected on its own (one counted reject each); the others still count.
         """
-        batches = self.ledger.batches
-        before = batches.get(batch)
+        before = self.ledger.batches.get(batch)
         known = before is not None
-        was_complete = known and before.complete  # only a newly counted number can complete the batch
+        was_complete = known and before.complete
         now = time.time()
         ledger, kept, out, duplicates = self.ledger.record_many(batch, ns, worker, msg_id, now)
         dropped = len(ns) - len(kept) - len(out)
@@ -188,21 +211,24 @@ class Sink(Node):
         for n in out:
             self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
         if kept:
-            k = len(kept)
             if self.journal is not None:
                 self.journal.results(batch, kept, worker, msg_id, now)
-            stats = self.stats
-            counters = stats.counters
-            counters["results"] = counters.get("results", 0) + k
-            by_worker = stats.labelled.get("results_by_worker")
-            if by_worker is None:
-                by_worker = stats.labelled["results_by_worker"] = {}
-            if worker not in by_worker and len(by_worker) >= MAX_WORKERS:
-                worker = OTHER
-            by_worker[worker] = by_worker.get(worker, 0) + k
-            if duplicates:
-                counters["duplicates"] = counters.get("duplicates", 0) + duplicates
+            self.counted(worker, len(kept), duplicates)
         self.settled(ledger, was_complete)
+
+    def counted(self, worker: str, k: int, duplicates: int) -> None:
+        """``results``, ``duplicates`` and ``results_by_worker`` (at most MAX_WORKERS names) for ``k`` results."""
+        stats = self.stats
+        counters = stats.counters
+        counters["results"] = counters.get("results", 0) + k
+        by_worker = stats.labelled.get("results_by_worker")
+        if by_worker is None:
+            by_worker = stats.labelled["results_by_worker"] = {}
+        if worker not in by_worker and len(by_worker) >= MAX_WORKERS:
+            worker = OTHER
+        by_worker[worker] = by_worker.get(worker, 0) + k
+        if duplicates:
+            counters["duplicates"] = counters.get("duplicates", 0) + duplicates
 
     def on_announcement(self, env: wire.Envelope) -> None:
         try:

@@ -19,6 +19,7 @@ import zmq
 
 from nodes import roles
 from nodes.core import wire
+from nodes.pipeline import pipeworker as pipeworker_module
 from nodes.pipeline import protocol
 from nodes.pipeline.journal import Journal, file_name
 from nodes.pipeline.ledger import Ledger
@@ -344,3 +345,25 @@ def test_a_single_task_path_still_sends_one_result(tmp_path: Path) -> None:
     finally:
         push.close(0)
         pull.close(0)
+
+
+def test_results_carry_over_wake_ups_until_flush_s_then_go_in_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks that come one a wake-up (4 KiB tasks do) still share a frame: results wait up to FLUSH_S."""
+    monkeypatch.setattr(pipeworker_module, "FLUSH_S", 60.0)  # a loaded machine may not take 5 ms for this
+    pw, push, pull = pipeworker_and_sink()
+    ctx = zmq.Context.instance()
+    vent, tasks = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    tasks.bind(f"inproc://t-{id(pw)}")
+    vent.connect(f"inproc://t-{id(pw)}")
+    try:
+        for n in range(2):  # two wake-ups, one task each
+            vent.send(wire.make(protocol.TASK, f"v:{n}", protocol.task("b", n, 0), "v"))
+            assert tasks.poll(1000)
+            pw.work_through(tasks, push)
+        assert not pull.poll(0) and [n for _, n in pw._done] == [0, 1]  # FLUSH_S not over yet
+        pw.flush(push)  # what serve() does once the first result is FLUSH_S old
+        (env,) = received(pull)
+        assert results_of(env.body) == ("b", [0, 1], "pw") and pw._done == []
+    finally:
+        for sock in (vent, tasks, push, pull):
+            sock.close(0)
