@@ -59,7 +59,7 @@ from nodes.pipeline.amqpqueue import TaskQueue
 log = logging.getLogger(__name__)
 #: A finished task: its batch and task number.
 Done = tuple[str, int]
-#: Longest a finished task's result waits to be pushed with the others of its wake-up, seconds.
+#: Longest a finished task's result waits to be pushed with the ones after it (across wake-ups), seconds.
 FLUSH_S = 0.005
 
 
