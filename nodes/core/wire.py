@@ -28,7 +28,8 @@ KINDS = frozenset(
         "reply",  # worker -> client
         "batch",  # ventilator -> sink: batch id and size, sent before the tasks
         "task",  # ventilator -> pipeworker
-        "result",  # pipeworker -> sink
+        "result",  # pipeworker -> sink: one task's result
+        "results",  # pipeworker -> sink: the results of one batch from one wake-up
         "event",  # publisher/zpub -> subscribers
         "ready",  # lru worker -> broker
         "heartbeat",  # lru broker <-> worker

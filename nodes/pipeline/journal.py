@@ -17,6 +17,8 @@ arrival times)::
     ["B", batch_id, created_at]            header, first record of every file
     ["A", size, t]                         the batch was announced with this size
     ["R", n, worker, msg_id, t]            one result (counted, duplicate or still pending)
+    ["S", [n, ...], worker, msg_id, t]     the results of one ``results`` frame kept by the ledger, in order
+                                           (replayed as one "R" each; journals without "S" replay as before)
 
 Cost: the pipeline moves thousands of tasks a second, so nothing is written per message. Records go
 into Python's file buffer; :meth:`Journal.flush` hands them to the OS once per pass of the sink's
@@ -48,7 +50,7 @@ from nodes.pipeline.ledger import Ledger
 log = logging.getLogger(__name__)
 
 SUFFIX = ".ledger"
-HEADER, ANNOUNCED, RESULT = "B", "A", "R"
+HEADER, ANNOUNCED, RESULT, RESULTS = "B", "A", "R", "S"
 #: Python-side buffer per open journal file, bytes (records reach the OS at each flush anyway).
 BUFFER = 64 * 1024
 
@@ -65,6 +67,8 @@ class Replay:
 
     batches: int = 0
     records: int = 0
+    #: Results replayed: one an "R" record, one a number of an "S" record.
+    results: int = 0
     torn_bytes: int = 0
     bad_files: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -73,6 +77,7 @@ class Replay:
         return {
             "batches": self.batches,
             "records": self.records,
+            "results": self.results,
             "torn_bytes": self.torn_bytes,
             "bad_files": list(self.bad_files),
             "elapsed_s": self.elapsed_s,
@@ -132,8 +137,14 @@ class Journal:
                 if rec[0] == ANNOUNCED:
                     if b.size is None:
                         b.announce(rec[1], now=rec[2])
-                else:
+                elif rec[0] == RESULT:
                     b.record(rec[1], rec[2], rec[3], now=rec[4])
+                    report.results += 1
+                else:
+                    _, ns, worker, msg_id, now = rec
+                    for n in ns:
+                        b.record(n, worker, msg_id, now=now)
+                    report.results += len(ns)
             report.batches += 1
             report.records += len(records)
         for batch in ledger.take_evicted():  # more batches on disk than the ledger keeps
@@ -178,6 +189,10 @@ class Journal:
 
     def result(self, batch: str, n: int, worker: str, msg_id: str, now: float) -> None:
         self._write(batch, [RESULT, n, worker, msg_id, now])
+
+    def results(self, batch: str, ns: list[int], worker: str, msg_id: str, now: float) -> None:
+        """The kept results of one ``results`` frame: one record (a single one is written as "R")."""
+        self._write(batch, [RESULTS, ns, worker, msg_id, now] if len(ns) > 1 else [RESULT, ns[0], worker, msg_id, now])
 
     def _write(self, batch: str, record: list[Any]) -> None:
         f = self._files.get(batch)
@@ -258,6 +273,15 @@ def _valid(rec: Any) -> bool:
     if rec[0] == RESULT:
         return (
             len(rec) == 5 and _whole(rec[1]) and isinstance(rec[2], str) and isinstance(rec[3], str) and _time(rec[4])
+        )
+    if rec[0] == RESULTS:
+        return (
+            len(rec) == 5
+            and isinstance(rec[1], list)
+            and all(_whole(n) for n in rec[1])
+            and isinstance(rec[2], str)
+            and isinstance(rec[3], str)
+            and _time(rec[4])
         )
     return False
 

@@ -283,6 +283,37 @@ class Ledger:
             self.counters["results_dropped"] += 1
         return ledger, verdict
 
+    def record_many(
+        self, batch: str, ns: list[int], worker: str, msg_id: str, now: float | None = None
+    ) -> tuple[BatchLedger | None, list[int], list[int], int]:
+        """:meth:`record` of each of ``ns`` (one ``results`` frame), with the same verdicts and counters.
+
+        Returns the batch's ledger (None: no room, every number dropped), the numbers kept (counted, duplicate
+        or pending: what the sink journals), those outside ``[0, size)``, and how many of the kept were
+        duplicates; the rest were dropped (pending full), counted in ``results_dropped``.
+        """
+        ledger = self.for_result(batch)
+        if ledger is None:  # as many refusals as single results would have met (nothing changes between them)
+            self.counters["batches_refused"] += len(ns) - 1
+            self.counters["results_dropped"] += len(ns) - 1
+            return None, [], [], 0
+        record = ledger.record
+        kept: list[int] = []
+        out: list[int] = []
+        duplicates = 0
+        for n in ns:
+            verdict = record(n, worker, msg_id, now)
+            if verdict in (COUNTED, PENDING):
+                kept.append(n)
+            elif verdict == DUPLICATE:
+                kept.append(n)
+                duplicates += 1
+            elif verdict == OUT_OF_RANGE:
+                out.append(n)
+            else:
+                self.counters["results_dropped"] += 1
+        return ledger, kept, out, duplicates
+
     def take_evicted(self) -> list[str]:
         """Names of the batches evicted since the last call."""
         names, self._evicted_names = self._evicted_names, []

@@ -1,7 +1,10 @@
 """Pipeworker: pulls tasks, does their work, pushes results (zguide "Divide and Conquer").
 
 Connects PULL to VENT_ENDPOINT   tasks from the ventilator (which binds: workers come and go).
-Connects PUSH to SINK_ENDPOINT   one result per task, body {"batch", "n", "worker"}.
+Connects PUSH to SINK_ENDPOINT   the results: those of one batch finished within FLUSH_S in one ``results`` frame,
+                                 body {"batch", "ns": [n, ...], "worker"} (at most protocol.MAX_RESULTS numbers);
+                                 a single ``result`` {"batch", "n", "worker"} for an AMQP task (acknowledged one
+                                 by one) and for the tasks finished while stopping.
 
 The work is real CPU: ``work_ms`` of busy spinning on ``time.perf_counter``, not a sleep, so two
 pipeworker processes on two cores really run in parallel and a benchmark measures the pipeline.
@@ -23,7 +26,7 @@ what it lost.
 
 On SIGTERM the worker stops *taking* tasks first, then finishes what it holds:
 
-1. it finishes the task in hand and pushes its result (with a short grace if the sink is slow);
+1. it finishes the task in hand and pushes the results in hand (with a short grace if the sink is slow);
 2. it reads the tasks already queued in this process (at most ``protocol.TASK_QUEUE``, no waiting) and
    closes its PULL socket at once (LINGER 0): the connection drops, so the ventilator's PUSH stops
    dealing to it. Tasks still in flight in the kernel buffers go with the socket; the ventilator's
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,9 +57,9 @@ from nodes.pipeline import protocol
 from nodes.pipeline.amqpqueue import TaskQueue
 
 log = logging.getLogger(__name__)
-#: A result frame with its batch and task number (for the log line if it cannot be pushed).
-Result = tuple[bytes, str, int]
-#: Longest a finished task's result waits to be pushed with the others of its wake-up, seconds.
+#: A finished task: its batch and task number.
+Done = tuple[str, int]
+#: Longest a finished task's result waits to be pushed with the ones after it (across wake-ups), seconds.
 FLUSH_S = 0.005
 
 
@@ -67,6 +71,12 @@ def busy_work(ms: float, beat: Callable[[], None]) -> None:
 
 
 class Pipeworker(Node):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Finished tasks whose results are not pushed yet, and when the first of them was finished.
+        self._done: list[Done] = []
+        self._since = 0.0
+
     def summary(self) -> str:
         c = self.stats.counters
         return f"tasks {c['received']}, results {c['sent']}, rejected {c['rejected']}"
@@ -82,8 +92,14 @@ class Pipeworker(Node):
         # wait unread behind the tasks and a 3 s timeout dropped a busy connection with the tasks queued in it.
         results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
-            if tasks.poll(POLL_MS):
+            wait = POLL_MS
+            if self._done:  # results in hand: wake up when the oldest is due, more tasks or not
+                wait = max(0, math.ceil((self._since + FLUSH_S - time.monotonic()) * 1000))
+            if tasks.poll(wait):
                 self.work_through(tasks, results)
+            if self._done and time.monotonic() - self._since >= FLUSH_S:
+                self.flush(results)
+        self.flush(results)
         self.stop_taking(tasks, results)
         return 0
 
@@ -113,60 +129,95 @@ class Pipeworker(Node):
             channel.basic_nack(method.delivery_tag, requeue=True)  # no result at the sink: let another try
 
     def work_through(self, tasks: zmq.Socket, results: zmq.Socket) -> None:
-        """Do the tasks one wake-up found (no poll a task); push their results together, at least every FLUSH_S.
+        """Do the tasks one wake-up found (no poll a task); their results are pushed together, FLUSH_S after the first.
 
         Why together: a send into an idle PUSH socket wakes libzmq's I/O thread, one wake-up a result, and
         results sent back to back share one (``make bench``: pipeworker 24 -> 14 CPU us a task, the sink
-        20 -> 9, as it gets them in batches too). A result waits at most FLUSH_S (or its own task's
-        work) here. A stop ends the drain at once: the results in hand are pushed, the tasks not read
-        stay queued for :meth:`stop_taking`.
+        20 -> 9, as it gets them in batches too). And the results of one batch go in one ``results`` frame
+        (:meth:`push_all`): one encode, one send here and one decode, one journal record at the sink for up
+        to protocol.MAX_RESULTS tasks. The results in hand carry over to the next wake-up (:meth:`serve` wakes
+        up for them when they are due): with tasks that arrive one a wake-up (4 KiB tasks fill the small
+        socket buffer one by one) a frame still carries FLUSH_S worth of results, not one. A result waits at
+        most FLUSH_S (or its own task's work) here. A stop ends the drain at once; the results in hand are
+        pushed, the tasks not read stay queued for :meth:`stop_taking`.
         """
-        done: list[Result] = []
-        since = 0.0
+        done = self._done
+        clock = time.monotonic
         for frames in self.drain(tasks):
-            result = self.result_of(frames)
-            if result is not None:
+            finished = self.do_task(frames)
+            if finished is not None:
                 if not done:
-                    since = time.monotonic()
-                done.append(result)
-                if time.monotonic() - since >= FLUSH_S:
-                    self.push_all(results, done)
-                    done = []
+                    self._since = clock()
+                done.append(finished)
+                if clock() - self._since >= FLUSH_S:
+                    self.flush(results)
+                    done = self._done
             if self.stop.is_set():
                 break
-        self.push_all(results, done)
 
-    def result_of(self, frames: list[bytes]) -> Result | None:
-        """Do one task; its result frame (None: the task was rejected, counted and logged)."""
-        got = self.read_one(frames, self.settings.ventilator, protocol.TASK, protocol.task_of, "task")
-        if got is None:
-            return None
-        _, (batch, n, work_ms) = got
+    def flush(self, results: zmq.Socket) -> None:
+        """Push the results in hand."""
+        if self._done:
+            done, self._done = self._done, []
+            self.push_all(results, done)
+
+    def do_task(self, frames: list[bytes]) -> Done | None:
+        """Do one task: its batch and number (None: the task was rejected, counted and logged)."""
+        try:  # the common case without the reject bookkeeping's layers (a bad task takes them below)
+            env = wire.decode(frames[0], self.max_size) if len(frames) == 1 else None
+            task = protocol.task_of(env.body) if env is not None and env.kind == protocol.TASK else None
+        except ValueError:  # a WireError too
+            task = None
+        if task is None:
+            got = self.read_one(frames, self.settings.ventilator, protocol.TASK, protocol.task_of, "task")
+            if got is None:
+                return None
+            task = got[1]
+        batch, n, work_ms = task
         if work_ms > 0:
             busy_work(work_ms, self.stats.beat)
-        return wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name), batch, n
+        return batch, n
 
     def work(self, frames: list[bytes], results: zmq.Socket, *, stopping: bool = False) -> bool:
-        """Do one task and push its result (a short grace once stopping). False: the result was dropped."""
-        result = self.result_of(frames)
-        if result is None:
+        """Do one task and push its result, a single ``result`` (a short grace once stopping). False: it was dropped."""
+        finished = self.do_task(frames)
+        if finished is None:
             return True  # a bad task is rejected (counted, logged) and done with: never redelivered
-        return self.push(results, result, stopping=stopping)
+        batch, n = finished
+        frame = wire.make(protocol.RESULT, self.ids(), protocol.result(batch, n, self.name), self.name)
+        return self.push(results, frame, batch, [n], stopping=stopping)
 
-    def push_all(self, results: zmq.Socket, done: list[Result]) -> None:
-        for result in done:
-            self.push(results, result, stopping=False)
+    def push_all(self, results: zmq.Socket, done: list[Done]) -> None:
+        """Push ``done`` as ``results`` frames: one per run of the same batch, at most MAX_RESULTS numbers each."""
+        i, end = 0, len(done)
+        while i < end:
+            batch = done[i][0]
+            j = i + 1
+            limit = min(end, i + protocol.MAX_RESULTS)
+            while j < limit and done[j][0] == batch:
+                j += 1
+            self.push_results(results, batch, [n for _, n in done[i:j]])
+            i = j
 
-    def push(self, results: zmq.Socket, result: Result, *, stopping: bool) -> bool:
-        """Push one result; wait for room like any send, and once stopping allow a short grace for it."""
+    def push_results(self, results: zmq.Socket, batch: str, ns: list[int]) -> None:
+        """One ``results`` frame of ``ns``; halved until it fits MAX_MSG_SIZE (a long batch id and a small limit)."""
+        frame = wire.make(protocol.RESULTS, self.ids(), protocol.results(batch, ns, self.name), self.name)
+        if len(frame) > self.max_size and len(ns) > 1:
+            half = len(ns) // 2
+            self.push_results(results, batch, ns[:half])
+            self.push_results(results, batch, ns[half:])
+            return
+        self.push(results, frame, batch, ns, stopping=False)
+
+    def push(self, results: zmq.Socket, frame: bytes, batch: str, ns: list[int], *, stopping: bool) -> bool:
+        """Push one frame of results ``ns``; wait for room like any send, and once stopping allow a short grace."""
         s = self.settings
-        frame, batch, n = result
         sent = False if stopping else self.send_bounded(results, frame)
         if sent or self.send_bounded(results, frame, LINGER_MS / 1000, stoppable=False):
-            self.stats.incr("sent")
+            self.stats.incr("sent", len(ns))  # results, not frames: tasks in, results out
             return True
-        self.stats.incr("results_dropped")
-        event(log, "result_dropped", logging.WARNING, batch=batch, n=n, sink=s.sink)
+        self.stats.incr("results_dropped", len(ns))
+        event(log, "result_dropped", logging.WARNING, batch=batch, n=ns[0], count=len(ns), ns=ns[:20], sink=s.sink)
         return False
 
     def stop_taking(self, tasks: zmq.Socket, results: zmq.Socket) -> None:

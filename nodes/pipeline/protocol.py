@@ -4,6 +4,15 @@ Data path (PUSH/PULL, no acknowledgements)::
 
     ventilator -> pipeworker   kind "task"    {"batch": id, "n": 0..N-1, "work_ms": ms}
     pipeworker -> sink         kind "result"  {"batch": id, "n": n, "worker": name}
+    pipeworker -> sink         kind "results" {"batch": id, "ns": [n, ...], "worker": name}
+
+``results`` carries the results of one batch that one pipeworker finished in one wake-up (1 to
+:data:`MAX_RESULTS` task numbers, in the order done): one frame, one decode, one journal record at the
+sink instead of one each. It counts exactly as the same numbers sent as single ``result`` messages
+(which the sink keeps accepting: plain programs send them, and the pipeworker still does for AMQP tasks,
+acknowledged one by one, and on its stop path). A malformed list (not a list, empty, longer than
+MAX_RESULTS, an entry that is not a whole number) rejects the frame; a number outside the batch's
+``[0, size)`` is rejected on its own, the others in the frame are counted.
 
 Ledger path (ventilator DEALER -> sink ROUTER at SINK_CONTROL_BIND, by default the results port + 2;
 a plain REQ works too)::
@@ -27,7 +36,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-BATCH, TASK, RESULT = "batch", "task", "result"
+BATCH, TASK, RESULT, RESULTS = "batch", "task", "result", "results"
+#: Most task numbers one ``results`` frame carries (~2.3 KB of numbers at most, far below MAX_MSG_SIZE's default).
+MAX_RESULTS = 256
 #: Tasks a worker may have queued (RCVHWM; SNDHWM at the ventilator); see the module docstring.
 TASK_QUEUE = 10
 #: Kernel socket buffer, bytes, for tasks on each side (SO_RCVBUF here, SO_SNDBUF at the ventilator).
@@ -103,6 +114,17 @@ def task(batch: str, n: int, work_ms: float, pad: bytes = b"") -> dict[str, Any]
 
 def task_of(body: Any) -> tuple[str, int, float]:
     """``(batch, n, work_ms)`` of a task body; ``ValueError`` naming the bad field."""
+    if type(body) is dict:  # the common case in one test (a pipeworker parses every task); a NaN fails 0 <= w
+        batch, n, w = body.get("batch"), body.get("n"), body.get("work_ms", 0)
+        if (
+            type(batch) is str
+            and 0 < len(batch) <= MAX_BATCH_ID
+            and type(n) is int
+            and n >= 0
+            and (type(w) is float or type(w) is int)
+            and 0 <= w <= MAX_WORK_MS
+        ):
+            return batch, n, w
     batch, n = task_ref(body)
     work_ms = body.get("work_ms", 0)
     if isinstance(work_ms, bool) or not isinstance(work_ms, (int, float)) or not math.isfinite(work_ms):
@@ -118,11 +140,49 @@ def result(batch: str, n: int, worker: str) -> dict[str, Any]:
 
 def result_of(body: Any) -> tuple[str, int, str]:
     """``(batch, n, worker)`` of a result body; ``ValueError`` naming the bad field."""
+    if type(body) is dict:  # the common case in one test; anything else gets the field-by-field checks
+        batch, n, worker = body.get("batch"), body.get("n"), body.get("worker")
+        if (
+            type(batch) is str
+            and 0 < len(batch) <= MAX_BATCH_ID
+            and type(n) is int
+            and n >= 0
+            and type(worker) is str
+            and 0 < len(worker) <= MAX_BATCH_ID
+        ):
+            return batch, n, worker
     batch, n = task_ref(body)
     worker = body.get("worker")
     if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
         raise ValueError("'worker' must be a non-empty string")
     return batch, n, worker
+
+
+def results(batch: str, ns: list[int], worker: str) -> dict[str, Any]:
+    """The body of a ``results`` frame: task numbers ``ns`` (1 to MAX_RESULTS) of one batch done by ``worker``."""
+    return {"batch": batch, "ns": ns, "worker": worker}
+
+
+def results_of(body: Any) -> tuple[str, list[int], str]:
+    """``(batch, ns, worker)`` of a ``results`` body; ``ValueError`` naming the bad field.
+
+    Every entry must be a whole number (else the whole frame is bad); whether each is inside the batch's
+    ``[0, size)`` is the sink's to check, number by number.
+    """
+    if type(body) is not dict:
+        raise ValueError("body is not a map")
+    batch, ns, worker = body.get("batch"), body.get("ns"), body.get("worker")
+    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
+        raise ValueError(f"'batch' must be a string of 1-{MAX_BATCH_ID} characters")
+    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
+        raise ValueError("'worker' must be a non-empty string")
+    if type(ns) is not list or not 0 < len(ns) <= MAX_RESULTS:
+        raise ValueError(f"'ns' must be a list of 1-{MAX_RESULTS} task numbers")
+    # One pass in C for the common case (exact ints, none negative); a bool is not a task number.
+    if not all(type(n) is int for n in ns) or min(ns) < 0:
+        bad = next(n for n in ns if type(n) is not int or n < 0)
+        raise ValueError(f"'ns' must hold whole numbers only, not {bad!r}")
+    return batch, ns, worker
 
 
 # --- the ledger path -----------------------------------------------------------------------------

@@ -28,8 +28,9 @@ unannounced or complete batch goes, or the result is dropped. Every limit hit is
 ventilator re-sends whatever was dropped, as missing.
 
 Anything else is rejected and counted, and the sink keeps serving: frames that are not one
-envelope, kinds other than ``batch``/``result``, bodies with missing or mistyped fields, and result
-numbers outside ``[0, size)`` once the size is known.
+envelope, kinds other than ``batch``/``result``/``results``, bodies with missing or mistyped fields, and result
+numbers outside ``[0, size)`` once the size is known (in a ``results`` frame each such number is one
+reject, and the frame's other numbers are counted).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from nodes.pipeline.ledger import COUNTED, DROPPED, DUPLICATE, MAX_WORKERS, OTHE
 log = logging.getLogger(__name__)
 
 STATE_OFF = "off"
+#: What the results endpoint (PULL) takes.
+PULL_KINDS = frozenset({protocol.RESULT, protocol.RESULTS, protocol.BATCH})
 
 
 def state_dir_of(settings: Any) -> Path | None:
@@ -145,22 +148,32 @@ class Sink(Node):
     # --- results and plain announcements (PULL) ------------------------------------------------------
 
     def handle(self, frames: list[bytes]) -> None:
-        env = self.decode_one(frames, self.source, (protocol.RESULT, protocol.BATCH))
-        if env is None:
-            return
-        if env.kind == protocol.RESULT:
-            self.on_result(env)
-        else:
-            self.on_announcement(env)
+        env = None
+        if len(frames) == 1:  # the common case without decode_one's layers; anything else is rejected there
+            try:
+                env = wire.decode(frames[0], self.max_size)
+            except wire.WireError:
+                env = None
+        if env is None or env.kind not in PULL_KINDS:
+            env = self.decode_one(frames, self.source, PULL_KINDS)
+            if env is None:
+                return
+        kind = env.kind
+        try:
+            if kind == protocol.RESULTS:
+                self.on_results(env.id, *protocol.results_of(env.body))
+            elif kind == protocol.RESULT:
+                self.on_result(env.id, *protocol.result_of(env.body))
+            else:
+                self.on_announcement(env)
+        except ValueError as exc:  # raised by the parsers only: the handlers count, they do not raise
+            self.reject(f"bad {kind} {env.id}: {exc}", self.source)
 
-    def on_result(self, env: wire.Envelope) -> None:
-        result = self.parse_body(env, protocol.result_of, "result", self.source)
-        if result is None:
-            return
-        batch, n, worker = result
+    def on_result(self, msg_id: str, batch: str, n: int, worker: str) -> None:
+        """Count one ``result``."""
         known = batch in self.ledger.batches
         now = time.time()
-        ledger, verdict = self.ledger.record(batch, n, worker, env.id, now)
+        ledger, verdict = self.ledger.record(batch, n, worker, msg_id, now)
         if not known or ledger is None or verdict == DROPPED:  # only then can a limit counter have moved
             self.ledger_changed()
         if ledger is None or verdict == DROPPED:
@@ -168,20 +181,54 @@ class Sink(Node):
             return
         if not known:
             self.stats.incr("batches_unannounced")
-        was_complete = verdict != COUNTED  # only a newly counted number can complete the batch
         if verdict == OUT_OF_RANGE:
-            self.reject(f"result {env.id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
+            self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
             return
         if self.journal is not None:
-            self.journal.result(batch, n, worker, env.id, now)
-        self.stats.incr("results")
-        by_worker = self.stats.labelled.get("results_by_worker") or {}
-        self.stats.incr_label(
-            "results_by_worker", worker if worker in by_worker or len(by_worker) < MAX_WORKERS else OTHER
-        )
-        if verdict == DUPLICATE:
-            self.stats.incr("duplicates")
+            self.journal.result(batch, n, worker, msg_id, now)
+        self.counted(worker, 1, verdict == DUPLICATE)
+        self.settled(ledger, verdict != COUNTED)  # only a newly counted number can complete the batch
+
+    def on_results(self, msg_id: str, batch: str, ns: list[int], worker: str) -> None:
+        """Count the results of one ``results`` frame: each number exactly as a single ``result`` of it.
+
+        A number outside ``[0, size)`` is rejected on its own (one counted reject each); the others still count.
+        """
+        before = self.ledger.batches.get(batch)
+        known = before is not None
+        was_complete = known and before.complete
+        now = time.time()
+        ledger, kept, out, duplicates = self.ledger.record_many(batch, ns, worker, msg_id, now)
+        dropped = len(ns) - len(kept) - len(out)
+        if not known or dropped:  # only then can a limit counter have moved
+            self.ledger_changed()
+        if dropped:
+            self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
+        if ledger is None:
+            return
+        if not known and (kept or out):
+            self.stats.incr("batches_unannounced")
+        for n in out:
+            self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
+        if kept:
+            if self.journal is not None:
+                self.journal.results(batch, kept, worker, msg_id, now)
+            self.counted(worker, len(kept), duplicates)
         self.settled(ledger, was_complete)
+
+    def counted(self, worker: str, k: int, duplicates: int) -> None:
+        """``results``, ``duplicates`` and ``results_by_worker`` (at most MAX_WORKERS names) for ``k`` results."""
+        stats = self.stats
+        counters = stats.counters
+        counters["results"] = counters.get("results", 0) + k
+        by_worker = stats.labelled.get("results_by_worker")
+        if by_worker is None:
+            by_worker = stats.labelled["results_by_worker"] = {}
+        if worker not in by_worker and len(by_worker) >= MAX_WORKERS:
+            worker = OTHER
+        by_worker[worker] = by_worker.get(worker, 0) + k
+        if duplicates:
+            counters["duplicates"] = counters.get("duplicates", 0) + duplicates
 
     def on_announcement(self, env: wire.Envelope) -> None:
         try:
