@@ -86,10 +86,18 @@ class Pipeworker(Node):
         if s.backend == "rabbitmq":
             return self._serve_amqp()
         # dial: a task over MAX_MSG_SIZE makes libzmq drop the connection for good; the link re-dials it.
-        tasks = self.dial(zmq.PULL, s.ventilator, rcvhwm=protocol.TASK_QUEUE, rcvbuf=protocol.TASK_QUEUE_BYTES)
+        # TCP keepalive, not ZMTP heartbeats, on the tasks: a PULL held back by its small RCVHWM stops reading,
+        # so PONGs wait unread behind the tasks (a 3 s timeout dropped busy connections with tasks queued in
+        # them), while the kernel answers keepalive probes whatever the PULL does (protocol.TASK_KEEPALIVE).
+        tasks = self.dial(
+            zmq.PULL,
+            s.ventilator,
+            rcvhwm=protocol.TASK_QUEUE,
+            rcvbuf=protocol.TASK_QUEUE_BYTES,
+            **protocol.TASK_KEEPALIVE,
+        )
         # ZMTP heartbeats on the results: a sink gone without a word (cut off, restarted meanwhile) is noticed
-        # and re-dialled. Not on the tasks: a PULL held back by its small RCVHWM stops reading, so the PONGs
-        # wait unread behind the tasks and a 3 s timeout dropped a busy connection with the tasks queued in it.
+        # and re-dialled.
         results = self.dial(zmq.PUSH, s.sink, **protocol.HEARTBEATS)
         while self.running():
             wait = POLL_MS

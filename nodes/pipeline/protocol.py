@@ -51,6 +51,11 @@ HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000
 #: restarted meanwhile) is dropped on a missed PONG and dialled again by name. Not on its task connection (see
 #: :mod:`nodes.pipeline.pipeworker`): a PULL held back by RCVHWM does not read its PONGs.
 HEARTBEATS = {"heartbeat_ivl": HEARTBEAT_IVL_MS, "heartbeat_timeout": HEARTBEAT_TIMEOUT_MS}
+#: TCP keepalive on the pipeworker's task connection instead: the kernel probes it after 5 s idle, every 2 s,
+#: and drops it after 3 unanswered probes (at once on a reset), whether the PULL is reading or not. That is how
+#: a pipeworker that never heard its ventilator go (cut off while it was replaced: the FIN was lost, and a PULL
+#: sends nothing) finds out within ~11 s and dials the new one; a connection that moves tasks is never probed.
+TASK_KEEPALIVE = {"tcp_keepalive": 1, "tcp_keepalive_idle": 5, "tcp_keepalive_intvl": 2, "tcp_keepalive_cnt": 3}
 #: Unless set, the sink's ledger endpoint is its results endpoint with the TCP port this much higher
 #: (5558 -> 5560), so every configuration that names the sink's results endpoint finds its ledger too.
 LEDGER_PORT_OFFSET = 2
