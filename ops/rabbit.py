@@ -37,7 +37,7 @@ class RabbitServer:
     """Our own rabbitmq-server: free ports, a random user and password, stopped by its pid."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()  # the broker runs in it: a relative path would not be found from there
         self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
         self.user, self.password = "mpc", secrets.token_hex(12)
         self.nodename = f"mpc-test-{self.port}@localhost"
