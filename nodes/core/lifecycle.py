@@ -351,6 +351,20 @@ class Node:
         if worth_logging(n):
             event(log, "rejected", logging.WARNING, reason=reason, source=source, rejected_total=n)
 
+    def send_waiting(self, sock: zmq.Socket, frame: bytes, timeout: float | None = None) -> bool:
+        """:meth:`send_bounded` for a socket made with ``sndtimeo=POLL_MS``: the first wait for room is a
+        blocking send inside libzmq (at most POLL_MS, then the stop flag is looked at as before).
+
+        Why: a sender at full speed finds its peers' queues full before nearly every message, and
+        ``send_bounded`` then pays a ``zmq.Again`` exception and a poll in Python a message (the
+        ventilator: ``make bench`` pipeline-noop).
+        """
+        try:
+            sock.send(frame)
+            return True
+        except zmq.Again:
+            return self.send_bounded(sock, frame, timeout)
+
     def send_bounded(
         self, sock: zmq.Socket, frame: bytes, timeout: float | None = None, *, stoppable: bool = True
     ) -> bool:

@@ -129,7 +129,12 @@ class Ventilator(Node):
         # the last send to get there (the default 1 s linger would drop them when tasks are slow).
         linger = int(s.wait_timeout * 1000)
         tasks = self.socket(
-            zmq.PUSH, linger=linger, sndhwm=protocol.TASK_QUEUE, sndbuf=protocol.TASK_QUEUE_BYTES, **protocol.HEARTBEATS
+            zmq.PUSH,
+            linger=linger,
+            sndhwm=protocol.TASK_QUEUE,
+            sndbuf=protocol.TASK_QUEUE_BYTES,
+            sndtimeo=POLL_MS,  # send_waiting: wait for a pipeworker's slot inside libzmq
+            **protocol.HEARTBEATS,
         )
         if not s.bind.startswith("inproc://"):
             self.peers = self.count_peers(tasks)
@@ -222,7 +227,7 @@ class Ventilator(Node):
             if not (
                 tasks.publish(frame)
                 if isinstance(tasks, TaskQueue)
-                else self.send_bounded(tasks, frame, s.wait_timeout)
+                else self.send_waiting(tasks, frame, s.wait_timeout)
             ):
                 return n
             if resend:
