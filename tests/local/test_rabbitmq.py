@@ -52,7 +52,10 @@ def test_amqp_pipeline_pipeworker_sigkilled_mid_batch_the_broker_redelivers_noth
     pws = [nodes("pipeworker", env, name=f"apw-{i}", healthy=False) for i in range(1, 4)]
     for pw in pws:
         pw.wait_healthy()
-    vent = p.ventilator("amqp", TASKS, 2, 3, HOLD="1", **amqp)
+    # TASK_MS 20: 3 pipeworkers do ~150 tasks/s, less than the ventilator publishes (confirmed, 250-700/s
+    # measured), so the queue has a backlog and each pipeworker holds its PREFETCH unacknowledged tasks when
+    # the kill lands. With 2 ms the pipeworkers outran the ventilator, and the victim often held nothing.
+    vent = p.ventilator("amqp", TASKS, 20, 3, HOLD="1", **amqp)
 
     wait_until(lambda: distinct_at(sink, "amqp") >= TASKS // 4, 60, "a quarter of the batch at the sink")
     pws[0].kill()  # SIGKILL: its unacknowledged tasks stay with the broker
