@@ -171,17 +171,10 @@ class Pipeworker(Node):
 
     def do_task(self, frames: list[bytes]) -> Done | None:
         """Do one task: its batch and number (None: the task was rejected, counted and logged)."""
-        try:  # the common case without the reject bookkeeping's layers (a bad task takes them below)
-            env = wire.decode(frames[0], self.max_size) if len(frames) == 1 else None
-            task = protocol.task_of(env.body) if env is not None and env.kind == protocol.TASK else None
-        except ValueError:  # a WireError too
-            task = None
-        if task is None:
-            got = self.read_one(frames, self.settings.ventilator, protocol.TASK, protocol.task_of, "task")
-            if got is None:
-                return None
-            task = got[1]
-        batch, n, work_ms = task
+        got = self.read_one(frames, self.settings.ventilator, protocol.TASK, protocol.task_of, "task")
+        if got is None:
+            return None
+        batch, n, work_ms = got[1]
         if work_ms > 0:
             busy_work(work_ms, self.stats.beat)
         return batch, n

@@ -84,12 +84,25 @@ def ledger_endpoint(results: str, explicit: str = "") -> str:
     return f"{head}:{int(port) + LEDGER_PORT_OFFSET}"
 
 
-def _ref(body: Any, number: str) -> tuple[str, int]:
+def _batch_of(body: Any) -> str:
+    """The ``batch`` of a body (a map); ``ValueError`` naming what is wrong."""
     if not isinstance(body, dict):
         raise ValueError("body is not a map")
-    batch, n = body.get("batch"), body.get(number)
+    batch = body.get("batch")
     if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
         raise ValueError(f"'batch' must be a string of 1-{MAX_BATCH_ID} characters")
+    return batch
+
+
+def _worker_of(body: dict[str, Any]) -> str:
+    worker = body.get("worker")
+    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
+        raise ValueError("'worker' must be a non-empty string")
+    return worker
+
+
+def _ref(body: Any, number: str) -> tuple[str, int]:
+    batch, n = _batch_of(body), body.get(number)
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"'{number}' must be a whole number")
     return batch, n
@@ -157,10 +170,7 @@ def result_of(body: Any) -> tuple[str, int, str]:
         ):
             return batch, n, worker
     batch, n = task_ref(body)
-    worker = body.get("worker")
-    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
-        raise ValueError("'worker' must be a non-empty string")
-    return batch, n, worker
+    return batch, n, _worker_of(body)
 
 
 def results(batch: str, ns: list[int], worker: str) -> dict[str, Any]:
@@ -174,13 +184,8 @@ def results_of(body: Any) -> tuple[str, list[int], str]:
     Every entry must be a whole number (else the whole frame is bad); whether each is inside the batch's
     ``[0, size)`` is the sink's to check, number by number.
     """
-    if type(body) is not dict:
-        raise ValueError("body is not a map")
-    batch, ns, worker = body.get("batch"), body.get("ns"), body.get("worker")
-    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
-        raise ValueError(f"'batch' must be a string of 1-{MAX_BATCH_ID} characters")
-    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_BATCH_ID:
-        raise ValueError("'worker' must be a non-empty string")
+    batch = _batch_of(body)
+    worker, ns = _worker_of(body), body.get("ns")
     if type(ns) is not list or not 0 < len(ns) <= MAX_RESULTS:
         raise ValueError(f"'ns' must be a list of 1-{MAX_RESULTS} task numbers")
     # One pass in C for the common case (exact ints, none negative); a bool is not a task number.

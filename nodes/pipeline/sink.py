@@ -48,7 +48,7 @@ from nodes.core.lifecycle import POLL_MS, Node, send_nowait
 from nodes.core.log import event, worth_logging
 from nodes.pipeline import protocol
 from nodes.pipeline.journal import Journal
-from nodes.pipeline.ledger import COUNTED, DROPPED, DUPLICATE, MAX_WORKERS, OTHER, OUT_OF_RANGE, BatchLedger, Ledger
+from nodes.pipeline.ledger import MAX_WORKERS, OTHER, BatchLedger, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -148,49 +148,23 @@ class Sink(Node):
     # --- results and plain announcements (PULL) ------------------------------------------------------
 
     def handle(self, frames: list[bytes]) -> None:
-        env = None
-        if len(frames) == 1:  # the common case without decode_one's layers; anything else is rejected there
-            try:
-                env = wire.decode(frames[0], self.max_size)
-            except wire.WireError:
-                env = None
-        if env is None or env.kind not in PULL_KINDS:
-            env = self.decode_one(frames, self.source, PULL_KINDS)
-            if env is None:
-                return
+        env = self.decode_one(frames, self.source, PULL_KINDS)
+        if env is None:
+            return
         kind = env.kind
         try:
             if kind == protocol.RESULTS:
                 self.on_results(env.id, *protocol.results_of(env.body))
             elif kind == protocol.RESULT:
-                self.on_result(env.id, *protocol.result_of(env.body))
+                batch, n, worker = protocol.result_of(env.body)
+                self.on_results(env.id, batch, [n], worker)  # one result counts as a results frame of one
             else:
                 self.on_announcement(env)
         except ValueError as exc:  # raised by the parsers only: the handlers count, they do not raise
             self.reject(f"bad {kind} {env.id}: {exc}", self.source)
 
-    def on_result(self, msg_id: str, batch: str, n: int, worker: str) -> None:
-        """Count one ``result``."""
-        known = batch in self.ledger.batches
-        now = time.time()
-        ledger, verdict = self.ledger.record(batch, n, worker, msg_id, now)
-        if not known or ledger is None or verdict == DROPPED:  # only then can a limit counter have moved
-            self.ledger_changed()
-        if ledger is None or verdict == DROPPED:
-            self.dropped(batch, "no room: every batch kept is in progress" if ledger is None else "pending full")
-            return
-        if not known:
-            self.stats.incr("batches_unannounced")
-        if verdict == OUT_OF_RANGE:
-            self.reject(f"result {msg_id}: n={n} outside [0, {ledger.size}) of batch {batch!r}", self.source)
-            return
-        if self.journal is not None:
-            self.journal.result(batch, n, worker, msg_id, now)
-        self.counted(worker, 1, verdict == DUPLICATE)
-        self.settled(ledger, verdict != COUNTED)  # only a newly counted number can complete the batch
-
     def on_results(self, msg_id: str, batch: str, ns: list[int], worker: str) -> None:
-        """Count the results of one ``results`` frame: each number exactly as a single ``result`` of it.
+        """Count the results of one ``results`` frame (or one ``result``): each number as a single result of it.
 
         A number outside ``[0, size)`` is rejected on its own (one counted reject each); the others still count.
         """
