@@ -331,7 +331,7 @@ def shares(counts: Mapping[str, int], names: Mapping[str, str]) -> str:
     return "  ".join(f"{label} {n} ({n / total:.0%})" for label, n in labelled)
 
 
-#: The progress bar of each batch sender: its title, and what counts as done (from its /status or the sink's).
+#: Each batch sender's pattern as the demo names it, on its progress bar and its summary lines.
 PROGRESS_TITLES = {
     "client": "request-reply",
     "ventilator": "pipeline",
@@ -340,6 +340,13 @@ PROGRESS_TITLES = {
     "udpclient": "UDP echo",
     "tcpclient": "TCP echo",
 }
+
+
+def demo_titles(rabbit: bool) -> dict[str, str]:
+    """:data:`PROGRESS_TITLES`, with pub/sub and the pipeline named after RabbitMQ when they go through it."""
+    if not rabbit:
+        return PROGRESS_TITLES
+    return {**PROGRESS_TITLES, "ventilator": "pipeline (AMQP)", "publisher": "RabbitMQ pub/sub"}
 
 
 def batch_progress(service: str, docs: Sequence[Mapping[str, Any]], sink: Mapping[str, Any] | None, batch: str) -> int:
@@ -450,8 +457,7 @@ def cmd_demo(args: argparse.Namespace, project: Project) -> int:
     targets = project.targets()
     totals = {"client": clients * args.requests, "ventilator": args.tasks, "publisher": args.messages}
     echo = dict.fromkeys(ECHO_CLIENTS, args.requests)
-    titles = {**PROGRESS_TITLES, "publisher": f"{broker_name(rabbit)} pub/sub"}
-    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout, titles=titles)
+    wait_batches(targets, {**totals, "zpub": args.messages, **echo}, batch, args.timeout, titles=demo_titles(rabbit))
     settle(functools.partial(ledger_complete, by_service(targets, "sink")[0][1], batch), 10, f"sink ledger {batch}")
     for pub_svc, sub_svc in PUBSUB:
         doc = status_of(by_service(targets, pub_svc)[0][1])
@@ -479,6 +485,7 @@ def report(
     say so, and the pipeline's shows what the broker redelivered (a lost pipeworker's unacknowledged tasks).
     """
     lost = 0
+    titles = demo_titles(rabbit)
     # request-reply: the clients are fresh containers, so their own counts are exactly this batch
     clients = [after[label] for label, _ in by_service(targets, "client")]
     sent, replied, failed, retried = (sum(d["counters"].get(k, 0) for d in clients) for k in COUNTS)
@@ -487,7 +494,7 @@ def report(
         for worker, n in ((doc.get("labelled") or {}).get("replies_by_worker") or {}).items():
             per_worker[worker] = per_worker.get(worker, 0) + n
     lost += sent - replied
-    say(f"[bold]request-reply[/]   sent {sent}  replied {replied}  failed {failed}  retried {retried}")
+    say(f"[bold]{titles['client']:<15}[/] sent {sent}  replied {replied}  failed {failed}  retried {retried}")
     say(f"  replies by worker: {shares(per_worker, names)}")
     # pipeline: the sink's ledger of this batch
     ledger = after[by_service(targets, "sink")[0][0]]["batches"].get(batch) or {}
@@ -500,13 +507,14 @@ def report(
         )
         redelivered = f"  redelivered by RabbitMQ {n}"
     say(
-        f"[bold]{'pipeline (AMQP)' if rabbit else 'pipeline':<15}[/] size {ledger.get('size')}  "
+        f"[bold]{titles['ventilator']:<15}[/] size {ledger.get('size')}  "
         f"distinct {ledger.get('distinct')}  missing {ledger.get('missing')}  duplicates {ledger.get('duplicates')}"
         + redelivered
     )
     say(f"  results by pipeworker: {shares(ledger.get('by_worker') or {}, names)}")
     # pub/sub, both transports: what each subscriber got since the batch started
-    for title, (pub_svc, sub_svc) in zip((f"{broker_name(rabbit)} pub/sub", "ZeroMQ pub/sub"), PUBSUB, strict=True):
+    for pub_svc, sub_svc in PUBSUB:
+        title = titles[pub_svc]
         published = (after[by_service(targets, pub_svc)[0][0]].get("labelled") or {}).get("published_by_topic") or {}
         per_topic = " ".join(f"{t} {n}" for t, n in sorted(published.items()))
         say(f"[bold]{title:<15}[/] published {sum(published.values())} ({per_topic})")
@@ -530,17 +538,18 @@ def broker_name(rabbit: bool) -> str:
 
 
 COUNTS = ("sent", "replied", "failed", "retried")
-#: The plain-socket clients, their demo line's title and the counters it shows after sent/answered/lost.
+#: The plain-socket clients and the counters their demo line shows after sent/answered/lost.
 ECHO_CLIENTS = {
-    "udpclient": ("UDP echo", ("reordered", "duplicates", "late")),
-    "tcpclient": ("TCP echo", ("split_reads", "joined_reads")),
+    "udpclient": ("reordered", "duplicates", "late"),
+    "tcpclient": ("split_reads", "joined_reads"),
 }
 
 
 def report_echo(after: dict[str, dict[str, Any]], targets: list[tuple[str, str]]) -> int:
     """One line per echo client (fresh containers: their counts are this batch's); returns the requests lost."""
     lost = 0
-    for service, (title, extra) in ECHO_CLIENTS.items():
+    for service, extra in ECHO_CLIENTS.items():
+        title = PROGRESS_TITLES[service]
         for label, _ in by_service(targets, service):
             c = after[label].get("counters") or {}
             lost += c.get("sent", 0) - c.get("answered", 0)  # lost, or never settled
