@@ -125,21 +125,21 @@ class Engine:
         if others:
             return f"swarm kept: {len(others)} services of other stacks still run on it"
         # The ingress network first (no service publishes a port): leaving with it in place may leave its
-        # sandbox's endpoint counted on docker_gwbridge for good ("has active endpoints").
-        for net in self.client.networks.list(names=[INGRESS]):
-            with contextlib.suppress(docker.errors.APIError):
-                net.remove()
+        # sandbox's endpoint counted on docker_gwbridge for good ("has active endpoints", moby#37018). It is
+        # refused while the removed stack's tasks are still going away, so it is tried again for a while.
+        with contextlib.suppress(TimedOut):
+            until(lambda: self._remove_network(INGRESS), 30, f"{INGRESS} to have no endpoints", interval=0.5)
         self.client.swarm.leave(force=True)
         if labels.get(GWBRIDGE_LABEL) == "0":
             try:  # the ingress sandbox leaves it a moment after the swarm is gone
-                until(self._remove_gwbridge, 30, f"{GWBRIDGE} to have no endpoints", interval=0.5)
+                until(lambda: self._remove_network(GWBRIDGE), 30, f"{GWBRIDGE} to have no endpoints", interval=0.5)
             except TimedOut:
                 return f"left the swarm; {GWBRIDGE} still has endpoints after 30 s, kept"
         return "left the swarm it had created"
 
-    def _remove_gwbridge(self) -> bool:
-        """Remove docker_gwbridge; True once it is gone, False while something is still attached."""
-        for net in self.client.networks.list(names=[GWBRIDGE]):
+    def _remove_network(self, name: str) -> bool:
+        """Remove network ``name``; True once it is gone, False while something is still attached."""
+        for net in self.client.networks.list(names=[name]):
             try:
                 net.remove()
             except docker.errors.NotFound:
